@@ -1,0 +1,109 @@
+"""msgpack with explicit extension types, so every common column value round-trips exactly.
+
+msgpack has no Decimal, UUID, date/time or big-int types; each gets an extension code
+whose payload is a canonical text or byte form. ``strict_types`` keeps subclasses (an
+``IntEnum``, a ``str`` enum) out of the native encoders, so nothing silently comes back
+as its base type.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from decimal import Decimal
+from typing import Any, Final
+from zoneinfo import ZoneInfo
+
+import msgpack
+
+__all__ = ["ENUM_CODE", "DecodeError", "EnumName", "pack", "unpack"]
+
+DECIMAL_CODE: Final = 1
+UUID_CODE: Final = 2
+DATE_CODE: Final = 3
+TIME_CODE: Final = 4
+DATETIME_CODE: Final = 5
+TIMEDELTA_CODE: Final = 6
+BIGINT_CODE: Final = 7
+ENUM_CODE: Final = 8
+
+
+class DecodeError(Exception):
+    """Bytes that are not a value this codec wrote; the caller treats them as a miss."""
+
+
+class EnumName(str):
+    """An enum member's name, waiting for its column to turn it back into the member."""
+
+    __slots__ = ()
+
+
+def _datetime_text(value: dt.datetime) -> bytes:
+    text = value.isoformat()
+    zone = value.tzinfo
+    if isinstance(zone, ZoneInfo) and zone.key:
+        # The offset alone would lose the zone (and its DST rules) the database gave us.
+        text = f"{text}[{zone.key}]"
+    return text.encode()
+
+
+def _to_ext(value: Any) -> msgpack.ExtType:
+    kind = type(value)
+    if kind is Decimal:
+        return msgpack.ExtType(DECIMAL_CODE, str(value).encode())
+    if kind is uuid.UUID:
+        return msgpack.ExtType(UUID_CODE, value.bytes)
+    if kind is dt.datetime:
+        return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
+    if kind is dt.date:
+        return msgpack.ExtType(DATE_CODE, value.isoformat().encode())
+    if kind is dt.time:
+        return msgpack.ExtType(TIME_CODE, value.isoformat().encode())
+    if kind is dt.timedelta:
+        return msgpack.ExtType(TIMEDELTA_CODE, msgpack.packb([value.days, value.seconds, value.microseconds]))
+    if kind is int:  # only reached for ints beyond 64 bits
+        return msgpack.ExtType(BIGINT_CODE, str(value).encode())
+    raise TypeError(f"sqlmodel-cache cannot store values of type {kind.__qualname__}")
+
+
+def _parse_datetime(text: str) -> dt.datetime:
+    if text.endswith("]"):
+        stamp, _, zone = text[:-1].partition("[")
+        return dt.datetime.fromisoformat(stamp).astimezone(ZoneInfo(zone))
+    return dt.datetime.fromisoformat(text)
+
+
+def _from_ext(code: int, data: bytes) -> Any:
+    if code == DECIMAL_CODE:
+        return Decimal(data.decode())
+    if code == UUID_CODE:
+        return uuid.UUID(bytes=data)
+    if code == DATETIME_CODE:
+        return _parse_datetime(data.decode())
+    if code == DATE_CODE:
+        return dt.date.fromisoformat(data.decode())
+    if code == TIME_CODE:
+        return dt.time.fromisoformat(data.decode())
+    if code == TIMEDELTA_CODE:
+        days, seconds, micros = msgpack.unpackb(data)
+        return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+    if code == BIGINT_CODE:
+        return int(data.decode())
+    if code == ENUM_CODE:
+        return EnumName(data.decode())
+    raise DecodeError(f"unknown extension type {code}")
+
+
+def pack(values: list[Any]) -> bytes:
+    """Encode a row's values; raises ``TypeError``/``ValueError`` for what cannot be stored."""
+    return msgpack.packb(values, default=_to_ext, strict_types=True, use_bin_type=True)
+
+
+def unpack(data: bytes) -> Any:
+    """Decode bytes written by `pack`; anything else raises `DecodeError`."""
+    try:
+        return msgpack.unpackb(data, ext_hook=_from_ext, raw=False)
+    except DecodeError:
+        raise
+    except Exception as exc:  # msgpack raises many types for malformed input
+        raise DecodeError(str(exc)) from exc

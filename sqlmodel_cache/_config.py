@@ -1,0 +1,121 @@
+"""Process-wide configuration: the model opt-in (`CacheConfig`) and the registry (`SQLModelCache`)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final
+
+from ._errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from .transport import RedisAsyncTransport, RedisSyncTransport
+
+__all__ = ["CacheConfig", "SQLModelCache", "Settings", "current_settings"]
+
+DEFAULT_TTL: Final = 300
+DEFAULT_KEY_PREFIX: Final = "sqlmodelcache"
+# How long a reader's fill lease lives: longer than any sane SELECT by one primary key,
+# short enough that a crashed reader blocks filling of its key only briefly.
+DEFAULT_LEASE_MS: Final = 5_000
+
+
+def _check_ttl(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{what} must be a positive number of seconds (an int), got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheConfig:
+    """Opt a model in to caching: ``__cache_config__ = CacheConfig(ttl=600)``.
+
+    ``ttl=None`` uses the ``default_ttl`` given to ``SQLModelCache.configure()``;
+    ``enabled=False`` keeps the model out of the cache without removing the line.
+    """
+
+    ttl: int | None = None
+    enabled: bool = True
+
+    def __post_init__(self) -> None:
+        if self.ttl is not None:
+            _check_ttl(self.ttl, "CacheConfig(ttl=...)")
+        if not isinstance(self.enabled, bool):
+            raise ConfigurationError(f"CacheConfig(enabled=...) must be True or False, got {self.enabled!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """What ``configure()`` was given, frozen so a session can hold it without locking."""
+
+    transport: RedisSyncTransport | RedisAsyncTransport
+    default_ttl: int
+    key_prefix: str
+    enabled: bool
+    lease_ms: int
+
+
+_lock = threading.Lock()
+_settings: Settings | None = None
+
+
+def current_settings() -> Settings | None:
+    """The active configuration, or ``None`` before ``configure()`` / after ``reset()``."""
+    return _settings
+
+
+class SQLModelCache:
+    """The global registry: call ``configure()`` once at start-up, ``reset()`` in test teardown."""
+
+    def __init__(self) -> None:  # pragma: no cover - guard
+        raise TypeError("SQLModelCache is used through its class methods; do not instantiate it")
+
+    @classmethod
+    def configure(
+        cls,
+        *,
+        transport: RedisSyncTransport | RedisAsyncTransport,
+        default_ttl: int = DEFAULT_TTL,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        enabled: bool = True,
+    ) -> None:
+        """Install the transport and defaults that every cached session uses."""
+        global _settings
+        from .transport import RedisAsyncTransport, RedisSyncTransport
+
+        if not isinstance(transport, (RedisSyncTransport, RedisAsyncTransport)):
+            raise ConfigurationError(
+                "SQLModelCache.configure(transport=...) needs a RedisSyncTransport(redis.Redis(...)) "
+                "or a RedisAsyncTransport(redis.asyncio.Redis(...)) from sqlmodel_cache.transport, "
+                f"got {type(transport).__name__}"
+            )
+        _check_ttl(default_ttl, "configure(default_ttl=...)")
+        if not isinstance(key_prefix, str) or not key_prefix or any(c.isspace() for c in key_prefix):
+            raise ConfigurationError(
+                f"configure(key_prefix=...) must be a non-empty string without spaces, got {key_prefix!r}"
+            )
+        if not isinstance(enabled, bool):
+            raise ConfigurationError(f"configure(enabled=...) must be True or False, got {enabled!r}")
+        with _lock:
+            if _settings is not None:
+                raise ConfigurationError(
+                    "SQLModelCache is already configured; call SQLModelCache.reset() before "
+                    "configuring it again (in tests, reset it in a fixture after each test)"
+                )
+            _settings = Settings(
+                transport=transport,
+                default_ttl=default_ttl,
+                key_prefix=key_prefix,
+                enabled=enabled,
+                lease_ms=DEFAULT_LEASE_MS,
+            )
+
+    @classmethod
+    def reset(cls) -> None:
+        """Forget the configuration; safe to call when nothing is configured."""
+        global _settings
+        with _lock:
+            _settings = None
+
+    @classmethod
+    def is_configured(cls) -> bool:
+        return _settings is not None

@@ -1,0 +1,271 @@
+"""Everything the cache needs to know about one model, computed once per class.
+
+Key layout, row layout and instance construction live here so that the sync and async
+sessions (and eviction) share one definition of "the entry for this row".
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import quote
+
+import msgpack
+from sqlalchemy import Column, Table, inspect
+from sqlalchemy.orm import ColumnProperty, Mapper, make_transient_to_detached
+from sqlalchemy.orm.state import InstanceState
+from sqlalchemy.types import Enum as SAEnum
+from sqlalchemy.types import TypeDecorator
+
+from . import _codec
+from ._config import CacheConfig
+from ._errors import ConfigurationError
+
+__all__ = ["ModelInfo", "model_info"]
+
+# Bump when the stored layout changes: old entries then live under other keys.
+LAYOUT_VERSION: Final = 1
+
+PkEncoder = Callable[[Any], "str | None"]
+
+
+def _encode_int(value: Any) -> str | None:
+    return str(value) if type(value) is int else None
+
+
+def _encode_str(value: Any) -> str | None:
+    return quote(value, safe="") if type(value) is str else None
+
+
+def _encode_uuid(value: Any) -> str | None:
+    return value.hex if type(value) is uuid.UUID else None
+
+
+def _generic_encoder(python_type: type | None) -> PkEncoder:
+    def encode(value: Any) -> str | None:
+        if python_type is not None and type(value) is not python_type:
+            return None
+        try:
+            return _codec.pack([value]).hex()
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    return encode
+
+
+def _python_type(column: Column[Any]) -> type | None:
+    """The column's Python type, looking through TypeDecorators (which report ``object``)."""
+    sa_type: Any = column.type
+    while isinstance(sa_type, TypeDecorator):
+        sa_type = sa_type.impl_instance
+    try:
+        python_type: type = sa_type.python_type
+    except NotImplementedError:
+        return None
+    return None if python_type is object else python_type
+
+
+def _pk_encoder(column: Column[Any]) -> PkEncoder:
+    python_type = _python_type(column)
+    if python_type is int:
+        return _encode_int
+    if python_type is str:
+        return _encode_str
+    if python_type is uuid.UUID:
+        return _encode_uuid
+    return _generic_encoder(python_type)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ModelInfo:
+    """A cacheable model's layout: which columns, in what order, under which key."""
+
+    cls: type
+    mapper: Mapper[Any]
+    config: CacheConfig
+    table: str
+    fingerprint: bytes
+    attr_keys: tuple[str, ...]
+    pk_positions: tuple[int, ...]
+    pk_encoders: tuple[PkEncoder, ...]
+    enum_columns: tuple[tuple[int, type[enum.Enum]], ...]
+    # Positions of attr_keys in the order SQLAlchemy's loader fills ``__dict__``: SQLModel
+    # serializes in ``__dict__`` order, so a cached instance must fill it the same way.
+    load_order: tuple[int, ...]
+
+    def key_stem(self, prefix: str) -> str:
+        return f"{prefix}:{quote(self.table, safe='')}:{self.fingerprint.hex()}:"
+
+    def pk_part(self, pk: Sequence[Any]) -> str | None:
+        """The key's primary-key part, or ``None`` when a value is not of the column's type."""
+        if len(self.pk_encoders) == 1:
+            return self.pk_encoders[0](pk[0])
+        parts = []
+        for encode, value in zip(self.pk_encoders, pk, strict=True):
+            part = encode(value)
+            if part is None:
+                return None
+            parts.append(part)
+        return ",".join(parts)
+
+    def encode_row(self, state_dict: dict[str, Any]) -> bytes | None:
+        """The entry for a loaded row, or ``None`` when a column is unloaded or unstorable."""
+        try:
+            values: list[Any] = [self.fingerprint]
+            values.extend(state_dict[key] for key in self.attr_keys)
+        except KeyError:
+            return None
+        for position, enum_cls in self.enum_columns:
+            member = values[position + 1]
+            if member is not None:
+                if type(member) is not enum_cls:
+                    return None
+                values[position + 1] = msgpack.ExtType(_codec.ENUM_CODE, member.name.encode())
+        try:
+            return _codec.pack(values)
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    def decode_row(self, data: bytes, pk_part: str) -> list[Any] | None:
+        """Column values from an entry, or ``None`` if it is not this model's entry for ``pk_part``."""
+        try:
+            values = _codec.unpack(data)
+        except _codec.DecodeError:
+            return None
+        if type(values) is not list or len(values) != len(self.attr_keys) + 1 or values[0] != self.fingerprint:
+            return None
+        del values[0]
+        for position, enum_cls in self.enum_columns:
+            name = values[position]
+            if name is not None:
+                if type(name) is not _codec.EnumName:
+                    return None
+                try:
+                    values[position] = enum_cls[name]
+                except KeyError:
+                    return None
+        for value in values:
+            if type(value) is _codec.EnumName:
+                return None
+        if self.pk_part([values[i] for i in self.pk_positions]) != pk_part:
+            return None
+        return values
+
+    def pk_of(self, state_dict: dict[str, Any]) -> list[Any] | None:
+        try:
+            return [state_dict[self.attr_keys[i]] for i in self.pk_positions]
+        except KeyError:
+            return None
+
+    def build_instance(self, values: list[Any]) -> Any:
+        """A detached instance that looks freshly loaded: no history, unloaded attributes expired."""
+        instance = self.mapper.class_manager.new_instance()
+        state_dict = instance.__dict__
+        keys = self.attr_keys
+        for position in self.load_order:
+            state_dict[keys[position]] = values[position]
+        make_transient_to_detached(instance)
+        return instance
+
+
+def _fingerprint(table: str, columns: Sequence[tuple[str, Column[Any]]]) -> bytes:
+    described = repr(
+        [
+            LAYOUT_VERSION,
+            table,
+            [(key, col.name, repr(col.type), col.primary_key, col.nullable) for key, col in columns],
+        ]
+    )
+    return hashlib.blake2b(described.encode(), digest_size=4).digest()
+
+
+def _load_order(mapper: Mapper[Any], attr_keys: tuple[str, ...]) -> tuple[int, ...]:
+    # The loader walks ``Mapper._prop_set``; fall back to declaration order without it.
+    props = getattr(mapper, "_prop_set", None) or mapper.column_attrs
+    position = {key: i for i, key in enumerate(attr_keys)}
+    order = tuple(position[prop.key] for prop in props if prop.key in position)
+    return order if len(order) == len(attr_keys) else tuple(range(len(attr_keys)))
+
+
+def _build(cls: type, config: CacheConfig) -> ModelInfo:
+    mapper: Mapper[Any] = inspect(cls)
+    name = cls.__name__
+    if mapper.inherits is not None or mapper.polymorphic_on is not None:
+        raise ConfigurationError(
+            f"{name} has __cache_config__ but uses mapper inheritance, which sqlmodel-cache "
+            "does not cache; remove __cache_config__ from it"
+        )
+    table = mapper.local_table
+    if not isinstance(table, Table):
+        raise ConfigurationError(f"{name} is not mapped to a table; remove __cache_config__ from it")
+    columns: list[tuple[str, Column[Any]]] = []
+    for prop in mapper.column_attrs:
+        if not isinstance(prop, ColumnProperty) or len(prop.columns) != 1:
+            raise ConfigurationError(f"{name}.{prop.key} maps several columns; remove __cache_config__ from {name}")
+        column = prop.columns[0]
+        if not isinstance(column, Column) or column.table is not table:
+            raise ConfigurationError(
+                f"{name}.{prop.key} is not a plain column of table {table.name!r} "
+                f"(a column_property or expression); remove __cache_config__ from {name}"
+            )
+        columns.append((prop.key, column))
+    position: dict[Any, int] = {col: i for i, (_, col) in enumerate(columns)}
+    try:
+        pk_positions = tuple(position[col] for col in mapper.primary_key)
+    except KeyError:
+        raise ConfigurationError(f"{name}'s primary key is not made of its own mapped columns") from None
+    enum_columns = tuple(
+        (i, col.type.enum_class)
+        for i, (_, col) in enumerate(columns)
+        if isinstance(col.type, SAEnum) and col.type.enum_class is not None
+    )
+    attr_keys = tuple(key for key, _ in columns)
+    table_name = table.name if getattr(table, "schema", None) is None else f"{table.schema}.{table.name}"
+    return ModelInfo(
+        cls=cls,
+        mapper=mapper,
+        config=config,
+        table=table_name,
+        fingerprint=_fingerprint(table_name, columns),
+        attr_keys=attr_keys,
+        pk_positions=pk_positions,
+        pk_encoders=tuple(_pk_encoder(columns[i][1]) for i in pk_positions),
+        enum_columns=enum_columns,
+        load_order=_load_order(mapper, attr_keys),
+    )
+
+
+_infos: dict[type, ModelInfo | None] = {}
+_infos_lock = threading.Lock()
+
+
+def model_info(cls: type) -> ModelInfo | None:
+    """The model's layout if it opted in with an enabled ``__cache_config__``, else ``None``."""
+    try:
+        return _infos[cls]
+    except KeyError:
+        pass
+    config = getattr(cls, "__cache_config__", None)
+    info: ModelInfo | None
+    if config is None:
+        info = None
+    elif not isinstance(config, CacheConfig):
+        raise ConfigurationError(
+            f"{cls.__name__}.__cache_config__ must be a sqlmodel_cache.CacheConfig, got {type(config).__name__}"
+        )
+    elif not config.enabled:
+        info = None
+    else:
+        info = _build(cls, config)
+    with _infos_lock:
+        _infos[cls] = info
+    return info
+
+
+def info_for_state(state: InstanceState[Any]) -> ModelInfo | None:
+    return model_info(state.class_)

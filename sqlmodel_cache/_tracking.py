@@ -1,0 +1,118 @@
+"""What a session's transaction wrote, and eviction when (and only when) it commits.
+
+The listeners are registered on our own session classes only, so they fire for cached
+sessions and never for a plain ``Session``. Keys are recorded per transaction boundary
+(the root transaction or a savepoint): a released savepoint hands its keys to its parent,
+a rolled-back one drops them, and the root hands everything to the evictor after the
+database commit has succeeded: ``commit()``, ``with session.begin():`` and
+``sessionmaker.begin()`` all end there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.orm import Session, SessionTransaction
+
+from ._core import keys_of_states
+
+__all__ = ["WriteLog", "install_write_tracking", "peek_write_log", "write_log"]
+
+
+@dataclass(slots=True)
+class WriteLog:
+    """One session's record of the current root transaction's writes."""
+
+    # Set by any flush: from then on nothing this transaction reads is published.
+    has_writes: bool = False
+    # Keys this transaction changed: never read from the cache until it ends.
+    written_keys: set[str] = field(default_factory=set)
+    # Keys to evict, per open transaction boundary.
+    pending: dict[SessionTransaction, set[str]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.has_writes = False
+        self.written_keys.clear()
+        self.pending.clear()
+
+
+_LOG_ATTRIBUTE = "_sqlmodel_cache_write_log"
+
+
+def peek_write_log(session: Session) -> WriteLog | None:
+    """The session's log if it ever wrote; no allocation on the read-only hot path."""
+    return session.__dict__.get(_LOG_ATTRIBUTE)
+
+
+def write_log(session: Session) -> WriteLog:
+    log: WriteLog | None = session.__dict__.get(_LOG_ATTRIBUTE)
+    if log is None:
+        log = session.__dict__[_LOG_ATTRIBUTE] = WriteLog()
+    return log
+
+
+def _boundary(session: Session) -> SessionTransaction | None:
+    return session.get_nested_transaction() or session.get_transaction()
+
+
+def _parent_boundary(transaction: SessionTransaction) -> SessionTransaction | None:
+    parent = transaction.parent
+    while parent is not None and not parent.nested and parent.parent is not None:
+        parent = parent.parent
+    return parent
+
+
+def install_write_tracking(session_cls: type[Session], evict: Callable[[Session, list[str]], None]) -> None:
+    """Attach write tracking to ``session_cls`` (and only it); ``evict`` runs after a root commit."""
+
+    def after_flush(session: Session, flush_context: Any) -> None:
+        log = write_log(session)
+        log.has_writes = True
+        states = [state for state, (_, listonly) in flush_context.states.items() if not listonly]
+        keys = keys_of_states(states)
+        if not keys:
+            return
+        log.written_keys.update(keys)
+        boundary = _boundary(session)
+        if boundary is not None:
+            log.pending.setdefault(boundary, set()).update(keys)
+
+    def after_commit(session: Session) -> None:
+        log = peek_write_log(session)
+        if log is None:
+            return
+        nested = session.get_nested_transaction()
+        if nested is not None:  # a savepoint was released: its keys wait for the outer commit
+            keys = log.pending.pop(nested, None)
+            parent = _parent_boundary(nested)
+            if keys and parent is not None:
+                log.pending.setdefault(parent, set()).update(keys)
+            return
+        keys_to_evict: set[str] = set()
+        for keys in log.pending.values():
+            keys_to_evict.update(keys)
+        log.clear()
+        if keys_to_evict:
+            evict(session, sorted(keys_to_evict))
+
+    def after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
+        log = peek_write_log(session)
+        if log is None:
+            return
+        if previous_transaction.parent is None:
+            log.clear()
+        else:
+            log.pending.pop(previous_transaction, None)
+
+    def after_transaction_end(session: Session, transaction: SessionTransaction) -> None:
+        log = peek_write_log(session)
+        if log is not None and transaction.parent is None:
+            log.clear()
+
+    event.listen(session_cls, "after_flush", after_flush)
+    event.listen(session_cls, "after_commit", after_commit)
+    event.listen(session_cls, "after_soft_rollback", after_soft_rollback)
+    event.listen(session_cls, "after_transaction_end", after_transaction_end)

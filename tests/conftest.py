@@ -1,0 +1,153 @@
+"""Fixtures: real servers started on loopback ports, an in-process fake for fast unit tests.
+
+With ``CI`` set, a server that cannot be started fails the test run instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import fakeredis
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlmodel import SQLModel
+
+from sqlmodel_cache import SQLModelCache
+from sqlmodel_cache._core import unsent_evictions
+from sqlmodel_cache._stats import counters, reset_stats
+from sqlmodel_cache.transport import RedisSyncTransport
+
+from .servers import PostgresServer, RedisServer, ServerUnavailable, postgres_server, redis_server
+
+
+def _unavailable(error: Exception) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI is set and a required server is unavailable: {error}", pytrace=False)
+    pytest.skip(str(error))
+
+
+@pytest.fixture(autouse=True)
+def _reset_cache() -> Iterator[None]:
+    """Every test starts unconfigured with zeroed counters, as the migration guide advises."""
+    yield
+    SQLModelCache.reset()
+    reset_stats()
+    unsent_evictions.clear()
+
+
+@pytest.fixture(scope="session")
+def redis_proc() -> Iterator[RedisServer]:
+    try:
+        with redis_server() as server:
+            yield server
+    except ServerUnavailable as error:
+        _unavailable(error)
+
+
+@pytest.fixture(scope="session")
+def postgres_proc() -> Iterator[PostgresServer]:
+    try:
+        with postgres_server() as server:
+            yield server
+    except ServerUnavailable as error:
+        _unavailable(error)
+
+
+@pytest.fixture
+def real_redis(redis_proc: RedisServer) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(redis_proc.url, socket_timeout=2)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def fake_redis() -> fakeredis.FakeRedis:
+    return fakeredis.FakeRedis(version=(7, 0))
+
+
+def _create_tables(engine: sa.Engine) -> None:
+    SQLModel.metadata.drop_all(engine)
+    SQLModel.metadata.create_all(engine)
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Any) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    _create_tables(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_engine(postgres_proc: PostgresServer) -> Iterator[sa.Engine]:
+    engine = sa.create_engine(postgres_proc.url("psycopg"))
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def postgres_engine(_postgres_engine: sa.Engine) -> sa.Engine:
+    _create_tables(_postgres_engine)
+    return _postgres_engine
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(request: pytest.FixtureRequest) -> sa.Engine:
+    """Each database backend in turn: SQLite in a file, and the real PostgreSQL."""
+    name = "sqlite_engine" if request.param == "sqlite" else "postgres_engine"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def any_redis(request: pytest.FixtureRequest) -> redis.Redis:
+    """The in-process fake and the real server in turn."""
+    name = "fake_redis" if request.param == "fakeredis" else "real_redis"
+    return request.getfixturevalue(name)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def cache(real_redis: redis.Redis) -> redis.Redis:
+    """The library configured against the real redis-server; yields the raw client."""
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis), default_ttl=60)
+    return real_redis
+
+
+@pytest.fixture
+def fake_cache(fake_redis: fakeredis.FakeRedis) -> fakeredis.FakeRedis:
+    SQLModelCache.configure(transport=RedisSyncTransport(fake_redis), default_ttl=60)
+    return fake_redis
+
+
+@pytest.fixture
+def stats() -> Any:
+    return counters
+
+
+class SQLCounter:
+    """Counts the SQL statements an engine runs (a test-only listener on one engine)."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self.statements: list[str] = []
+
+    def __call__(self, conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        self.statements.append(statement)
+
+    @property
+    def selects(self) -> list[str]:
+        return [s for s in self.statements if s.lstrip().upper().startswith("SELECT")]
+
+    def reset(self) -> None:
+        self.statements.clear()
+
+
+@pytest.fixture
+def sql_counter(engine: sa.Engine) -> Iterator[SQLCounter]:
+    counter = SQLCounter(engine)
+    sa.event.listen(engine, "before_cursor_execute", counter)
+    yield counter
+    sa.event.remove(engine, "before_cursor_execute", counter)

@@ -1,0 +1,237 @@
+"""Real redis-server and PostgreSQL processes on free loopback ports, for tests and benchmarks.
+
+Each server runs from the machine's installed binaries in a private temporary directory
+and is stopped (and its directory removed) by the context manager that started it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "PostgresServer",
+    "RedisServer",
+    "ServerUnavailable",
+    "free_port",
+    "postgres_server",
+    "redis_server",
+]
+
+
+class ServerUnavailable(RuntimeError):
+    """A server binary is missing; the message says what to install."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {process.returncode} before accepting connections")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not accept connections on port {port} within {timeout:.0f} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class RedisServer:
+    port: int
+    process: subprocess.Popen[bytes]
+    directory: Path
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill(self) -> None:
+        _stop(self.process)
+
+    def restart(self) -> None:
+        self.kill()
+        self.process = _start_redis_process(self.port, self.directory)
+
+
+def redis_binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise ServerUnavailable(
+            "redis-server is not installed; install Debian's redis-server package "
+            "(apt-get install redis-server), or run the test command from README.rst, which does"
+        )
+    return binary
+
+
+def _start_redis_process(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+            "--protected-mode",
+            "yes",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_port(port, process, "redis-server")
+    return process
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[RedisServer]:
+    directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-redis-"))
+    port = free_port()
+    server = RedisServer(port=port, process=_start_redis_process(port, directory), directory=directory)
+    try:
+        yield server
+    finally:
+        server.kill()
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class PostgresServer:
+    port: int
+    user: str
+    database: str
+
+    def url(self, driver: str = "psycopg") -> str:
+        return f"postgresql+{driver}://{self.user}@127.0.0.1:{self.port}/{self.database}"
+
+
+def postgres_bindir() -> Path:
+    candidates = [Path(p).parent for p in filter(None, [shutil.which("initdb")])]
+    candidates += sorted(
+        (Path(p) for p in glob.glob("/usr/lib/postgresql/*/bin")),
+        key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0,
+        reverse=True,
+    )
+    for bindir in candidates:
+        if (bindir / "initdb").exists() and (bindir / "postgres").exists():
+            return bindir.resolve()
+    raise ServerUnavailable(
+        "PostgreSQL server binaries (initdb, postgres) were not found; install Debian's postgresql package"
+    )
+
+
+def _server_account() -> pwd.struct_passwd | None:
+    """PostgreSQL refuses to run as root: as root, run it as an unprivileged account."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            return pwd.getpwnam(name)
+    raise ServerUnavailable("running as root and no 'postgres' or 'nobody' account to run PostgreSQL as")
+
+
+def _wait_until_accepting_queries(server: PostgresServer, timeout: float = 30.0) -> None:
+    import psycopg
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with psycopg.connect(host="127.0.0.1", port=server.port, user=server.user, dbname=server.database) as conn:
+                conn.execute("SELECT 1")
+                return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[PostgresServer]:
+    bindir = postgres_bindir()
+    account = _server_account()
+    directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-pg-"))
+    data, sockets = directory / "data", directory / "sock"
+    sockets.mkdir()
+    run_as: dict[str, int] = {}
+    if account is not None:
+        os.chown(directory, account.pw_uid, account.pw_gid)
+        os.chown(sockets, account.pw_uid, account.pw_gid)
+        run_as = {"user": account.pw_uid, "group": account.pw_gid, "extra_groups": []}  # type: ignore[dict-item]
+    env = {**os.environ, "LC_ALL": "C", "LANG": "C"}
+    superuser = "sqlmodelcache"
+    subprocess.run(
+        [str(bindir / "initdb"), "-D", str(data), "-U", superuser, "-A", "trust", "-E", "UTF8", "--no-sync"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=directory,
+        **run_as,  # type: ignore[arg-type]
+    )
+    port = free_port()
+    process = subprocess.Popen(
+        [
+            str(bindir / "postgres"),
+            "-D",
+            str(data),
+            "-p",
+            str(port),
+            "-k",
+            str(sockets),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-c",
+            "fsync=off",
+            "-c",
+            "synchronous_commit=off",
+            "-c",
+            "full_page_writes=off",
+            "-c",
+            "max_connections=200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        cwd=directory,
+        **run_as,  # type: ignore[arg-type]
+    )
+    try:
+        _wait_for_port(port, process, "postgres")
+        server = PostgresServer(port=port, user=superuser, database="postgres")
+        _wait_until_accepting_queries(server)
+        yield server
+    finally:
+        _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
