@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Final
 from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
+    from ._stats import CacheStats
     from .transport import RedisAsyncTransport, RedisSyncTransport
 
 __all__ = ["CacheConfig", "SQLModelCache", "Settings", "current_settings"]
@@ -111,11 +112,22 @@ class SQLModelCache:
 
     @classmethod
     def reset(cls) -> None:
-        """Forget the configuration; safe to call when nothing is configured."""
+        """Forget the configuration and zero the counters; safe when nothing is configured."""
         global _settings
+        from ._stats import reset_stats
+
         with _lock:
             _settings = None
+        # Evictions that could not be sent are kept: a stale row must not outlive a reconfigure.
+        reset_stats()
 
     @classmethod
     def is_configured(cls) -> bool:
         return _settings is not None
+
+    @classmethod
+    def stats(cls) -> CacheStats:
+        """A snapshot of the counters: hits, misses, fills, skipped fills, evictions, errors."""
+        from ._stats import counters
+
+        return counters.copy()

@@ -1,0 +1,73 @@
+"""Project tasks. ``nox`` with no arguments runs what CI runs: lint, typecheck and the tests.
+
+The test sessions need a real redis-server and the PostgreSQL server binaries; the fixtures
+start both themselves. A missing redis-server is installed with apt-get when running as
+root on Debian; otherwise the session stops and says what to install.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_missing_interpreters = True
+
+PYTHON = "3.11"
+SQLALCHEMY_SERIES = {"2.0": "sqlalchemy[asyncio]>=2.0.14,<2.1", "2.1": "sqlalchemy[asyncio]>=2.1,<2.2"}
+
+
+def ensure_redis_server(session: nox.Session) -> None:
+    if shutil.which("redis-server"):
+        return
+    if os.geteuid() == 0 and shutil.which("apt-get"):
+        session.log("redis-server is missing: installing Debian's redis-server package")
+        session.run("apt-get", "update", "-qq", external=True)
+        session.run(
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "redis-server",
+            external=True,
+            env={"DEBIAN_FRONTEND": "noninteractive"},
+        )
+        return
+    session.error(
+        "redis-server (7.0 or newer) is not installed. Install it, e.g. `sudo apt-get install "
+        "redis-server` on Debian/Ubuntu or `brew install redis` on macOS, then run nox again."
+    )
+
+
+@nox.session(python=PYTHON)
+@nox.parametrize("sqlalchemy", list(SQLALCHEMY_SERIES))
+def tests(session: nox.Session, sqlalchemy: str) -> None:
+    """The whole test suite against real redis-server and PostgreSQL processes."""
+    ensure_redis_server(session)
+    session.install("-e", ".[test]", SQLALCHEMY_SERIES[sqlalchemy])
+    session.run("python", "-m", "pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    session.install("-e", ".[test]", "mypy>=1.11")
+    session.run("mypy")
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """The demo: SQLite plus in-process fake Redis unless DATABASE_URL / REDIS_URL are set."""
+    session.install("-e", ".[demo]")
+    session.run("python", "examples/demo.py")
