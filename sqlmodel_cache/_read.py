@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
 from ._core import Lookup, decode_hit, fill_value, is_lease, unsent_evictions
-from ._snapshot import snapshot_is_fresh
+from ._snapshot import connection_is_fresh
 from ._stats import counters, logger, warn_redis_failure
 from ._tracking import peek_write_log
 
@@ -20,14 +21,24 @@ __all__ = ["ReadPlan", "prepare_read"]
 class ReadPlan:
     """A cache-eligible read that goes to Redis, and what it may do with the answer."""
 
-    __slots__ = ("_no_fill_reason", "lookup", "takes_lease")
+    __slots__ = ("_no_fill_reason", "lookup", "needs_connection_check", "takes_lease")
 
-    def __init__(self, lookup: Lookup, no_fill_reason: str | None) -> None:
+    def __init__(self, lookup: Lookup, no_fill_reason: str | None, needs_connection_check: bool) -> None:
         self.lookup = lookup
         # A reader that may not publish only peeks: it never holds a lease that would
         # keep other readers from filling.
         self.takes_lease = no_fill_reason is None
         self._no_fill_reason = no_fill_reason
+        # Inside an open transaction the snapshot rule needs the session's connection,
+        # which only the session can get (awaiting it, for the async one).
+        self.needs_connection_check = needs_connection_check and no_fill_reason is None
+
+    def check_connection(self, conn: Connection) -> None:
+        """Apply the snapshot rule to the connection the SELECT will run on."""
+        self.needs_connection_check = False
+        if not connection_is_fresh(conn):
+            self.takes_lease = False
+            self._no_fill_reason = "snapshot"
 
     def redis_failed(self, operation: str, error: Exception) -> None:
         warn_redis_failure(operation, error)
@@ -94,7 +105,6 @@ def prepare_read(session: Session, lookup: Lookup) -> ReadPlan | None:
     if lookup.key in unsent_evictions:
         return None
     if log is not None and log.has_writes:
-        return ReadPlan(lookup, "own_writes")
-    if not snapshot_is_fresh(session, lookup.info.mapper):
-        return ReadPlan(lookup, "snapshot")
-    return ReadPlan(lookup, None)
+        return ReadPlan(lookup, "own_writes", needs_connection_check=False)
+    # Without a transaction the SELECT begins one, so its snapshot follows the lease.
+    return ReadPlan(lookup, None, needs_connection_check=session.get_transaction() is not None)

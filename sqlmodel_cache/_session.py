@@ -87,6 +87,8 @@ class CachedSession(Session):
         plan = prepare_read(self, lookup)
         if plan is None:
             return from_database()
+        if plan.needs_connection_check:
+            plan.check_connection(self.connection(bind_arguments={"mapper": lookup.info.mapper}))
         try:
             if plan.takes_lease:
                 raw = transport.lookup(lookup.key, lookup.lease, lookup.settings.lease_ms)

@@ -12,49 +12,44 @@ from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 
-__all__ = ["snapshot_is_fresh"]
+__all__ = ["connection_is_fresh"]
 
 _PER_STATEMENT_SNAPSHOT: Final = frozenset({"READ COMMITTED", "READ UNCOMMITTED", "AUTOCOMMIT"})
 
 
-def _level_takes_fresh_snapshots(level: object) -> bool:
+def _takes_fresh_snapshots(level: object) -> bool:
     if level is None:
         return False
-    name = getattr(level, "name", level)
+    name = getattr(level, "name", level)  # psycopg's IsolationLevel enum, or a string
     return str(name).replace("_", " ").upper() in _PER_STATEMENT_SNAPSHOT
 
 
-def _psycopg_fresh(dbapi_conn: Any, conn: Connection) -> bool:
-    from psycopg.pq import TransactionStatus
+def _in_transaction(driver_conn: Any) -> bool | None:
+    """The driver's own idea of whether a transaction is open, or ``None`` if unknown."""
+    module = type(driver_conn).__module__
+    if module.startswith("psycopg"):
+        from psycopg.pq import TransactionStatus
 
-    if dbapi_conn.autocommit or dbapi_conn.info.transaction_status == TransactionStatus.IDLE:
-        return True
-    return _level_takes_fresh_snapshots(dbapi_conn.isolation_level or conn.default_isolation_level)
-
-
-def _sqlite_fresh(dbapi_conn: Any, conn: Connection) -> bool:
-    # SQLite isolates like SERIALIZABLE: only a statement outside a transaction is fresh.
-    return not dbapi_conn.in_transaction
-
-
-def _generic_fresh(conn: Connection) -> bool:
-    level = conn.get_execution_options().get("isolation_level") or conn.default_isolation_level
-    return _level_takes_fresh_snapshots(level)
+        if driver_conn.autocommit:
+            return False
+        return bool(driver_conn.info.transaction_status != TransactionStatus.IDLE)
+    if module.startswith("asyncpg"):
+        return bool(driver_conn.is_in_transaction())
+    if module.startswith(("sqlite3", "aiosqlite")):
+        return bool(driver_conn.in_transaction)
+    return None
 
 
 def connection_is_fresh(conn: Connection) -> bool:
     """Will the next statement on ``conn`` see everything committed before it starts?"""
-    dbapi_conn = conn.connection.dbapi_connection
-    module = type(dbapi_conn).__module__
-    if module.startswith("psycopg"):
-        return _psycopg_fresh(dbapi_conn, conn)
-    if module.startswith("sqlite3"):
-        return _sqlite_fresh(dbapi_conn, conn)
-    return _generic_fresh(conn)
-
-
-def snapshot_is_fresh(session: Any, mapper: Any) -> bool:
-    """Whether a SELECT that ``session`` runs next for ``mapper`` takes a new snapshot."""
-    if session.get_transaction() is None:
-        return True  # the SELECT will begin the transaction
-    return connection_is_fresh(session.connection(bind_arguments={"mapper": mapper}))
+    pooled = conn.connection
+    driver_conn = pooled.driver_connection
+    in_transaction = _in_transaction(driver_conn)
+    if in_transaction is False:
+        return True  # the next statement begins the transaction, and its snapshot
+    if type(driver_conn).__module__.startswith(("sqlite3", "aiosqlite")):
+        return False  # SQLite isolates like SERIALIZABLE
+    level = getattr(pooled.dbapi_connection, "isolation_level", None)
+    if level is None:
+        level = conn.get_execution_options().get("isolation_level") or conn.default_isolation_level
+    return _takes_fresh_snapshots(level)
