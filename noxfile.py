@@ -62,7 +62,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def typecheck(session: nox.Session) -> None:
-    session.install("-e", ".[test]", "mypy>=1.11")
+    session.install("-e", ".[test]", "mypy>=1.11", "msgpack-types>=0.5")
     session.run("mypy")
 
 
