@@ -1,13 +1,30 @@
 """Redis caching for SQLModel primary-key lookups that never serves a stale row."""
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import CacheConfig, SQLModelCache
 from ._errors import CacheError, ConfigurationError
 from ._session import CachedSession
 
+if TYPE_CHECKING:
+    from ._async_session import AsyncCachedSession
+
 __all__ = [
+    "AsyncCachedSession",
     "CacheConfig",
     "CacheError",
     "CachedSession",
     "ConfigurationError",
     "SQLModelCache",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The async session needs SQLAlchemy's asyncio support (greenlet), an optional extra.
+    if name == "AsyncCachedSession":
+        try:
+            from ._async_session import AsyncCachedSession
+        except ImportError as exc:
+            raise ImportError('AsyncCachedSession needs the async extra: pip install "sqlmodel-cache[async]"') from exc
+        return AsyncCachedSession
+    raise AttributeError(f"module 'sqlmodel_cache' has no attribute {name!r}")

@@ -12,11 +12,10 @@ from sqlalchemy.orm.session import _EntityBindKey, _PKIdentityArgument
 from sqlalchemy.sql.selectable import ForUpdateParameter
 from sqlmodel import Session
 
-from ._config import current_settings
 from ._core import Lookup, plan_lookup, unsent_evictions
 from ._errors import TransportError
+from ._eviction import evict, send_unsent_evictions
 from ._read import prepare_read
-from ._stats import counters, logger, warn_redis_failure
 from ._tracking import install_write_tracking
 from .transport import RedisSyncTransport
 
@@ -83,7 +82,7 @@ class CachedSession(Session):
 
         transport: RedisSyncTransport = lookup.settings.transport  # type: ignore[assignment]
         if unsent_evictions:
-            _send_unsent_evictions(transport)
+            send_unsent_evictions(transport, _delete)
         plan = prepare_read(self, lookup)
         if plan is None:
             return from_database()
@@ -112,36 +111,12 @@ class CachedSession(Session):
         return loaded
 
 
-def _send_unsent_evictions(transport: RedisSyncTransport) -> bool:
-    keys = unsent_evictions.take()
-    try:
-        transport.delete_many(keys)
-    except TransportError as exc:
-        warn_redis_failure("eviction retry", exc)
-        return False
-    unsent_evictions.done(keys)
-    counters.invalidations += len(keys)
-    return True
+def _delete(transport: RedisSyncTransport, keys: list[str]) -> None:
+    transport.delete_many(keys)
 
 
 def _evict(session: Any, keys: list[str]) -> None:
-    settings = current_settings()
-    if settings is None:
-        return
-    transport = settings.transport
-    if not isinstance(transport, RedisSyncTransport):
-        logger.error("CachedSession cannot evict with a %s; configure a RedisSyncTransport", type(transport).__name__)
-        unsent_evictions.add(keys)
-        return
-    try:
-        transport.delete_many(keys)
-    except TransportError as exc:
-        counters.invalidations_failed += 1
-        unsent_evictions.add(keys)
-        warn_redis_failure("eviction", exc)
-        return
-    counters.invalidations += len(keys)
-    logger.debug("evicted %d keys", len(keys))
+    evict(keys, RedisSyncTransport, _delete)
 
 
 install_write_tracking(CachedSession, _evict)

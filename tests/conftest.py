@@ -151,3 +151,67 @@ def sql_counter(engine: sa.Engine) -> Iterator[SQLCounter]:
     sa.event.listen(engine, "before_cursor_execute", counter)
     yield counter
     sa.event.remove(engine, "before_cursor_execute", counter)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def async_database_url(request: pytest.FixtureRequest) -> str:
+    """Each async backend in turn: aiosqlite on a file, and asyncpg on the real PostgreSQL."""
+    if request.param == "sqlite":
+        sync_engine: sa.Engine = request.getfixturevalue("sqlite_engine")
+        return f"sqlite+aiosqlite:///{sync_engine.url.database}"
+    request.getfixturevalue("postgres_engine")  # creates the tables
+    server: PostgresServer = request.getfixturevalue("postgres_proc")
+    return server.url("asyncpg")
+
+
+@pytest.fixture
+async def async_engine(async_database_url: str) -> Any:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(async_database_url)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def async_real_redis(redis_proc: RedisServer) -> Any:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_proc.url, socket_timeout=2)
+    await client.flushall()
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=["fakeredis", "redis-server"])
+def async_redis_url(request: pytest.FixtureRequest) -> str | None:
+    if request.param == "fakeredis":
+        return None
+    server: RedisServer = request.getfixturevalue("redis_proc")
+    return server.url
+
+
+@pytest.fixture
+async def async_redis(async_redis_url: str | None) -> Any:
+    """The asyncio clients, in-process fake and real server in turn, already configured."""
+    import redis.asyncio
+
+    from sqlmodel_cache.transport import RedisAsyncTransport
+
+    if async_redis_url is None:
+        client = fakeredis.FakeAsyncRedis(version=(7, 0))
+    else:
+        client = redis.asyncio.Redis.from_url(async_redis_url, socket_timeout=2)
+        await client.flushall()
+    SQLModelCache.configure(transport=RedisAsyncTransport(client), default_ttl=60)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def async_cache(async_real_redis: Any) -> Any:
+    """The library configured with the asyncio transport on the real redis-server."""
+    from sqlmodel_cache.transport import RedisAsyncTransport
+
+    SQLModelCache.configure(transport=RedisAsyncTransport(async_real_redis), default_ttl=60)
+    return async_real_redis

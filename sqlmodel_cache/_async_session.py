@@ -1,0 +1,128 @@
+"""`AsyncCachedSession`: the asyncio twin of `CachedSession`.
+
+Every decision comes from the same steps as the sync session (`_core`, `_read`,
+`_tracking`, `_eviction`); only the I/O differs: Redis calls are awaited on the event
+loop with the asyncio client, and the eviction that runs inside SQLAlchemy's greenlet at
+commit awaits the same client through ``await_only``; no blocking Redis call ever runs in
+the loop.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, TypeVar
+
+from sqlalchemy import util
+from sqlalchemy.orm import Session as _SyncSession
+from sqlalchemy.orm._typing import OrmExecuteOptionsParameter
+from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy.orm.session import _EntityBindKey, _PKIdentityArgument
+from sqlalchemy.sql.selectable import ForUpdateParameter
+from sqlalchemy.util import await_only
+from sqlmodel import Session
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from ._core import plan_lookup, unsent_evictions
+from ._errors import TransportError
+from ._eviction import evict, unsent_batch, unsent_failed, unsent_sent
+from ._read import prepare_read
+from ._tracking import install_write_tracking
+from .transport import RedisAsyncTransport
+
+__all__ = ["AsyncCachedSession"]
+
+_O = TypeVar("_O", bound=object)
+
+
+class AsyncTrackedSession(Session):
+    """The sync session inside `AsyncCachedSession`: tracks writes, evicts via asyncio Redis."""
+
+
+def _delete_from_greenlet(transport: RedisAsyncTransport, keys: list[str]) -> None:
+    await_only(transport.delete_many(keys))
+
+
+def _evict(session: _SyncSession, keys: list[str]) -> None:
+    evict(keys, RedisAsyncTransport, _delete_from_greenlet)
+
+
+install_write_tracking(AsyncTrackedSession, _evict)
+
+
+class AsyncCachedSession(AsyncSession):
+    """A ``sqlmodel`` ``AsyncSession`` whose ``await get()`` of opted-in models reads through Redis."""
+
+    sync_session_class: type[Session] = AsyncTrackedSession
+
+    async def get(
+        self,
+        entity: _EntityBindKey[_O],
+        ident: _PKIdentityArgument,
+        *,
+        options: Sequence[ORMOption] | None = None,
+        populate_existing: bool | None = None,
+        with_for_update: ForUpdateParameter = None,
+        identity_token: Any | None = None,
+        execution_options: OrmExecuteOptionsParameter = util.EMPTY_DICT,
+    ) -> _O | None:
+        lookup = plan_lookup(
+            entity,
+            ident,
+            options=options,
+            populate_existing=populate_existing,
+            with_for_update=with_for_update,
+            identity_token=identity_token,
+            execution_options=execution_options,
+            transport_type=RedisAsyncTransport,
+            session_name="AsyncCachedSession",
+        )
+        if lookup is None:
+            return await super().get(
+                entity,
+                ident,
+                options=options,
+                populate_existing=populate_existing,
+                with_for_update=with_for_update,
+                identity_token=identity_token,
+                execution_options=execution_options,
+            )
+
+        async def from_database() -> _O | None:
+            return await super(AsyncCachedSession, self).get(entity, ident, execution_options=execution_options)
+
+        transport: RedisAsyncTransport = lookup.settings.transport  # type: ignore[assignment]
+        if unsent_evictions:
+            keys = unsent_batch()
+            try:
+                await transport.delete_many(keys)
+            except TransportError as exc:
+                unsent_failed(exc)
+            else:
+                unsent_sent(keys)
+        plan = prepare_read(self.sync_session, lookup)
+        if plan is None:
+            return await from_database()
+        if plan.needs_connection_check:
+            connection = await self.connection(bind_arguments={"mapper": lookup.info.mapper})
+            plan.check_connection(connection.sync_connection)  # type: ignore[arg-type]
+        try:
+            if plan.takes_lease:
+                raw = await transport.lookup(lookup.key, lookup.lease, lookup.settings.lease_ms)
+            else:
+                raw = await transport.peek(lookup.key)
+        except TransportError as exc:
+            plan.redis_failed("lookup", exc)
+            return await from_database()
+        values = plan.hit(raw)
+        if values is not None:
+            instance = lookup.info.build_instance(values)
+            self.add(instance)
+            return instance  # type: ignore[no-any-return]
+        loaded = await from_database()
+        value = plan.fill_value(self.sync_session, loaded)
+        if value is not None:
+            try:
+                plan.filled(await transport.fill(lookup.key, lookup.lease, value, lookup.ttl_ms))
+            except TransportError as exc:
+                plan.redis_failed("fill", exc)
+        return loaded
