@@ -123,7 +123,7 @@ async def test_relationship_lazy_load_from_cached_instance(async_engine: AsyncEn
         async with AsyncCachedSession(async_engine) as session:
             hero = await session.get(Hero, 1)
             assert hero is not None
-            team = await session.run_sync(lambda _: hero.team)
+            team = await session.run_sync(lambda _, hero=hero: hero.team)
             assert team is not None and team.name == "t"
 
 
