@@ -97,7 +97,7 @@ def _count_skipped(reason: str) -> None:
 def prepare_read(session: Session, lookup: Lookup) -> ReadPlan | None:
     """How to read ``lookup`` through the cache, or ``None`` to read only the database."""
     log = peek_write_log(session)
-    if log is not None and lookup.key in log.written_keys:
+    if log is not None and (lookup.key in log.written_keys or lookup.info.cls in log.bulk_changed):
         counters.fills_skipped_own_writes += 1
         return None  # this transaction changed the row: only the database has it
     if lookup.info.mapper.identity_key_from_primary_key(tuple(lookup.pk)) in session.identity_map:

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.orm import Session, SessionTransaction
+from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
+from ._bulk import track_statement
 from ._core import keys_of_states
 
 __all__ = ["WriteLog", "install_write_tracking", "peek_write_log", "write_log"]
@@ -30,12 +31,16 @@ class WriteLog:
     has_writes: bool = False
     # Keys this transaction changed: never read from the cache until it ends.
     written_keys: set[str] = field(default_factory=set)
+    # Models changed by bulk statements: none of their rows is read from the cache until
+    # the transaction ends (the statement may have touched rows we cannot name).
+    bulk_changed: set[type] = field(default_factory=set)
     # Keys to evict, per open transaction boundary.
     pending: dict[SessionTransaction, set[str]] = field(default_factory=dict)
 
     def clear(self) -> None:
         self.has_writes = False
         self.written_keys.clear()
+        self.bulk_changed.clear()
         self.pending.clear()
 
 
@@ -65,20 +70,29 @@ def _parent_boundary(transaction: SessionTransaction) -> SessionTransaction | No
     return parent
 
 
+def record_writes(session: Session, keys: set[str], bulk_model: type | None = None) -> None:
+    """Note that the current transaction wrote: no more fills, and ``keys`` go at commit."""
+    log = write_log(session)
+    log.has_writes = True
+    if bulk_model is not None:
+        log.bulk_changed.add(bulk_model)
+    if not keys:
+        return
+    log.written_keys.update(keys)
+    boundary = _boundary(session)
+    if boundary is not None:
+        log.pending.setdefault(boundary, set()).update(keys)
+
+
 def install_write_tracking(session_cls: type[Session], evict: Callable[[Session, list[str]], None]) -> None:
     """Attach write tracking to ``session_cls`` (and only it); ``evict`` runs after a root commit."""
 
     def after_flush(session: Session, flush_context: Any) -> None:
-        log = write_log(session)
-        log.has_writes = True
         states = [state for state, (_, listonly) in flush_context.states.items() if not listonly]
-        keys = keys_of_states(states)
-        if not keys:
-            return
-        log.written_keys.update(keys)
-        boundary = _boundary(session)
-        if boundary is not None:
-            log.pending.setdefault(boundary, set()).update(keys)
+        record_writes(session, keys_of_states(states))
+
+    def do_orm_execute(orm_execute_state: ORMExecuteState) -> Any:
+        return track_statement(orm_execute_state, record_writes)
 
     def after_commit(session: Session) -> None:
         log = peek_write_log(session)
@@ -113,6 +127,7 @@ def install_write_tracking(session_cls: type[Session], evict: Callable[[Session,
             log.clear()
 
     event.listen(session_cls, "after_flush", after_flush)
+    event.listen(session_cls, "do_orm_execute", do_orm_execute)
     event.listen(session_cls, "after_commit", after_commit)
     event.listen(session_cls, "after_soft_rollback", after_soft_rollback)
     event.listen(session_cls, "after_transaction_end", after_transaction_end)

@@ -1,0 +1,166 @@
+"""ORM bulk UPDATE / DELETE / INSERT through cached sessions evict exactly what they matched."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlalchemy import delete, insert, text, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Session
+
+from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
+from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache.transport import RedisSyncTransport
+
+from .models import Hero
+
+SYNC_STRATEGIES = ["auto", "fetch", "evaluate", False]
+
+
+@pytest.fixture(params=["returning", "pre-select"])
+def dml_engine(request: pytest.FixtureRequest, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:
+    """The backend with RETURNING, and the same backend made to select matched keys first."""
+    if request.param == "pre-select":
+        monkeypatch.setattr(engine.dialect, "update_returning", False)
+        monkeypatch.setattr(engine.dialect, "delete_returning", False)
+    return engine
+
+
+@pytest.fixture
+def r(real_redis: redis.Redis) -> redis.Redis:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis), default_ttl=60)
+    return real_redis
+
+
+def seed(engine: sa.Engine, n: int = 4) -> None:
+    with Session(engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}", age=i) for i in range(1, n + 1)])
+        session.commit()
+
+
+def warm(engine: sa.Engine, *pks: int) -> None:
+    with CachedSession(engine) as session:
+        for pk in pks:
+            assert session.get(Hero, pk) is not None
+
+
+def cached_pks(r: redis.Redis) -> set[int]:
+    return {
+        int(key.rsplit(b":", 1)[1])
+        for key in r.keys("sqlmodelcache:hero:*")
+        if not (r.get(key) or b"\x00").startswith(b"\x00")
+    }
+
+
+@pytest.mark.parametrize("strategy", SYNC_STRATEGIES)
+def test_bulk_update_evicts_exactly_the_matched_rows(dml_engine: sa.Engine, r: redis.Redis, strategy: Any) -> None:
+    seed(dml_engine)
+    warm(dml_engine, 1, 2, 3, 4)
+    with CachedSession(dml_engine) as session:
+        result = session.execute(
+            update(Hero).where(Hero.id <= 2).values(name="bulk"),
+            execution_options={"synchronize_session": strategy},
+        )
+        assert result.rowcount == 2  # the caller's result keeps its shape
+        assert cached_pks(r) == {1, 2, 3, 4}  # nothing evicted before the commit
+        session.commit()
+    assert cached_pks(r) == {3, 4}
+    with CachedSession(dml_engine) as session:
+        assert [session.get(Hero, pk).name for pk in (1, 2, 3, 4)] == ["bulk", "bulk", "h3", "h4"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("strategy", SYNC_STRATEGIES)
+def test_bulk_delete_evicts_exactly_the_matched_rows(dml_engine: sa.Engine, r: redis.Redis, strategy: Any) -> None:
+    seed(dml_engine)
+    warm(dml_engine, 1, 2, 3, 4)
+    with CachedSession(dml_engine) as session:
+        session.exec(  # type: ignore[call-overload]
+            delete(Hero).where(Hero.age >= 3), execution_options={"synchronize_session": strategy}
+        )
+        session.commit()
+    assert cached_pks(r) == {1, 2}
+    with CachedSession(dml_engine) as session:
+        assert session.get(Hero, 3) is None and session.get(Hero, 4) is None
+        assert session.get(Hero, 1) is not None
+
+
+def test_bulk_update_then_rollback_keeps_cache(dml_engine: sa.Engine, r: redis.Redis) -> None:
+    seed(dml_engine)
+    warm(dml_engine, 1, 2)
+    before = {key: r.get(key) for key in r.keys("*")}
+    with CachedSession(dml_engine) as session:
+        session.execute(update(Hero).values(name="never"))
+        session.rollback()
+    assert {key: r.get(key) for key in r.keys("*")} == before
+
+
+def test_bulk_changed_model_is_read_from_database_in_its_transaction(
+    dml_engine: sa.Engine, r: redis.Redis, stats: CacheStats
+) -> None:
+    seed(dml_engine)
+    warm(dml_engine, 1, 2)
+    with CachedSession(dml_engine) as session:
+        session.execute(
+            update(Hero).where(Hero.id == 1).values(name="mine"), execution_options={"synchronize_session": False}
+        )
+        hits = stats.hits
+        assert session.get(Hero, 1).name == "mine"  # type: ignore[union-attr]
+        assert session.get(Hero, 2).name == "h2"  # type: ignore[union-attr]
+        assert stats.hits == hits  # neither came from the cache
+        session.rollback()
+
+
+def test_bulk_update_by_primary_key(engine: sa.Engine, r: redis.Redis) -> None:
+    seed(engine)
+    warm(engine, 1, 2, 3)
+    with CachedSession(engine) as session:
+        session.execute(update(Hero), [{"id": 1, "name": "one"}, {"id": 3, "name": "three"}])
+        session.commit()
+    assert cached_pks(r) == {2}
+    with CachedSession(engine) as session:
+        assert session.get(Hero, 3).name == "three"  # type: ignore[union-attr]
+
+
+def test_bulk_insert_stops_fills_and_evicts_named_rows(engine: sa.Engine, r: redis.Redis, stats: CacheStats) -> None:
+    seed(engine, 1)
+    with CachedSession(engine) as session:
+        session.execute(insert(Hero), [{"id": 10, "name": "ten"}, {"id": 11, "name": "eleven"}])
+        assert session.get(Hero, 10).name == "ten"  # type: ignore[union-attr]
+        assert session.get(Hero, 1) is not None
+        assert stats.fills == 0  # nothing read after a write is published
+        session.commit()
+    with CachedSession(engine) as session:
+        assert session.get(Hero, 11).name == "eleven"  # type: ignore[union-attr]
+
+
+def test_raw_sql_write_stops_fills(engine: sa.Engine, r: redis.Redis, stats: CacheStats) -> None:
+    seed(engine, 2)
+    with CachedSession(engine) as session:
+        session.execute(text("UPDATE hero SET name = 'raw' WHERE id = 1"))
+        assert session.get(Hero, 1).name == "raw"  # type: ignore[union-attr]
+        assert session.get(Hero, 2) is not None
+        assert stats.fills == 0
+        session.rollback()
+
+
+@pytest.mark.parametrize("strategy", SYNC_STRATEGIES)
+async def test_async_bulk_update_and_delete(async_engine: AsyncEngine, async_redis: Any, strategy: Any) -> None:
+    async with AsyncCachedSession(async_engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in range(1, 5)])
+        await session.commit()
+    for pk in range(1, 5):
+        async with AsyncCachedSession(async_engine) as session:
+            await session.get(Hero, pk)
+    async with AsyncCachedSession(async_engine) as session:
+        options = {"synchronize_session": strategy}
+        await session.exec(update(Hero).where(Hero.id == 1).values(name="A"), execution_options=options)  # type: ignore[call-overload]
+        await session.exec(delete(Hero).where(Hero.id == 2), execution_options=options)  # type: ignore[call-overload]
+        await session.commit()
+    keys = sorted(await async_redis.keys("sqlmodelcache:hero:*"))
+    assert [int(k.rsplit(b":", 1)[1]) for k in keys] == [3, 4]
+    async with AsyncCachedSession(async_engine) as session:
+        assert (await session.get(Hero, 1)).name == "A"  # type: ignore[union-attr]
+        assert await session.get(Hero, 2) is None
