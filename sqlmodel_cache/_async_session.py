@@ -24,7 +24,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._core import plan_lookup, unsent_evictions
 from ._errors import TransportError
-from ._eviction import evict, unsent_batch, unsent_failed, unsent_sent
+from ._eviction import evict, evicted, eviction_failed
 from ._read import prepare_read
 from ._tracking import install_write_tracking
 from .transport import RedisAsyncTransport
@@ -92,13 +92,13 @@ class AsyncCachedSession(AsyncSession):
 
         transport: RedisAsyncTransport = lookup.settings.transport  # type: ignore[assignment]
         if unsent_evictions:
-            keys = unsent_batch()
+            keys = unsent_evictions.take()
             try:
                 await transport.delete_many(keys)
             except TransportError as exc:
-                unsent_failed(exc)
+                eviction_failed(keys, exc, retry=True)
             else:
-                unsent_sent(keys)
+                evicted(keys, retry=True)
         plan = prepare_read(self.sync_session, lookup)
         if plan is None:
             return await from_database()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final, TypeVar
 
 from ._errors import ConfigurationError
 
@@ -13,6 +13,8 @@ if TYPE_CHECKING:
     from .transport import RedisAsyncTransport, RedisSyncTransport
 
 __all__ = ["CacheConfig", "SQLModelCache", "Settings", "current_settings"]
+
+T = TypeVar("T")
 
 DEFAULT_TTL: Final = 300
 DEFAULT_KEY_PREFIX: Final = "sqlmodelcache"
@@ -62,6 +64,20 @@ _settings: Settings | None = None
 def current_settings() -> Settings | None:
     """The active configuration, or ``None`` before ``configure()`` / after ``reset()``."""
     return _settings
+
+
+def _require_transport(kind: type[T], method: str, other: str) -> T:
+    settings = _settings
+    if settings is None:
+        raise ConfigurationError(
+            f"SQLModelCache is not configured; call SQLModelCache.configure(transport=...) before {method}()"
+        )
+    if not isinstance(settings.transport, kind):
+        raise ConfigurationError(
+            f"SQLModelCache.{method}() needs a {kind.__name__} but the cache is configured with a "
+            f"{type(settings.transport).__name__}; use SQLModelCache.{other}()"
+        )
+    return settings.transport
 
 
 class SQLModelCache:
@@ -124,6 +140,37 @@ class SQLModelCache:
     @classmethod
     def is_configured(cls) -> bool:
         return _settings is not None
+
+    @classmethod
+    def evict(cls, model: type, *identities: Any) -> None:
+        """Evict rows changed outside the ORM (raw SQL, other services), with a sync transport.
+
+        ``SQLModelCache.evict(Hero, 1, 2)``; composite keys as tuples. If Redis fails, the
+        keys are kept and evicted before this process reads the cache again.
+        """
+        from ._core import keys_for_identities
+        from ._eviction import evict
+        from .transport import RedisSyncTransport
+
+        _require_transport(RedisSyncTransport, "evict", "aevict")
+        evict(keys_for_identities(model, identities), RedisSyncTransport, RedisSyncTransport.delete_many)
+
+    @classmethod
+    async def aevict(cls, model: type, *identities: Any) -> None:
+        """The asyncio twin of `evict`, for a `RedisAsyncTransport`."""
+        from ._core import keys_for_identities
+        from ._errors import TransportError
+        from ._eviction import evicted, eviction_failed
+        from .transport import RedisAsyncTransport
+
+        transport = _require_transport(RedisAsyncTransport, "aevict", "evict")
+        keys = keys_for_identities(model, identities)
+        try:
+            await transport.delete_many(keys)
+        except TransportError as exc:
+            eviction_failed(keys, exc)
+        else:
+            evicted(keys)
 
     @classmethod
     def stats(cls) -> CacheStats:

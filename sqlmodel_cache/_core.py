@@ -167,6 +167,29 @@ def fill_value(lookup: Lookup, state_dict: dict[str, Any]) -> bytes | None:
     return value
 
 
+def keys_for_identities(model: type, identities: Iterable[Any]) -> list[str]:
+    """Cache keys of ``model``'s rows with these primary keys (as ``get()`` accepts them)."""
+    info = model_info(model) if isinstance(model, type) else None
+    if info is None:
+        raise ConfigurationError(
+            f"{getattr(model, '__name__', model)!r} is not a cached model (it has no enabled __cache_config__)"
+        )
+    settings = current_settings()
+    if settings is None:
+        raise ConfigurationError("SQLModelCache is not configured; call SQLModelCache.configure(transport=...) first")
+    keys = []
+    for ident in identities:
+        pk = _normalized_pk(info, ident)
+        part = info.pk_part(pk) if pk is not None else None
+        if part is None:
+            raise ConfigurationError(
+                f"{ident!r} is not a primary key of {model.__name__}: give the key columns' values, "
+                "a tuple for composite keys, as session.get() takes them"
+            )
+        keys.append(key_for_pk(info, settings.key_prefix, part))
+    return keys
+
+
 def keys_of_states(states: Iterable[Any]) -> set[str]:
     """Cache keys of the rows behind ``states``: old identity and current primary key."""
     settings = current_settings()

@@ -1,7 +1,7 @@
 """Sending evictions, and keeping the ones that could not be sent.
 
-Both sessions evict through `evict()`; they differ only in how the transport call is
-made (directly, or awaited from SQLAlchemy's greenlet for the async session).
+The bookkeeping (counters, the kept keys, the warning) is shared; the sync and async
+callers differ only in how they make the transport call.
 """
 
 from __future__ import annotations
@@ -14,57 +14,52 @@ from ._core import unsent_evictions
 from ._errors import TransportError
 from ._stats import counters, logger, warn_redis_failure
 
-__all__ = ["evict", "send_unsent_evictions"]
+__all__ = ["evict", "evicted", "eviction_failed", "send_unsent_evictions"]
 
 T = TypeVar("T")
 
 
-def evict(keys: list[str], transport_type: type[T], deliver: Callable[[T, list[str]], None]) -> None:
-    """Delete ``keys`` now; if Redis fails, keep them for the retry before the next read."""
-    settings = current_settings()
-    if settings is None:
+def evicted(keys: list[str], retry: bool = False) -> None:
+    if retry:
+        unsent_evictions.done(keys)
+    counters.invalidations += len(keys)
+    logger.debug("evicted %d keys", len(keys))
+
+
+def eviction_failed(keys: list[str], exc: TransportError, retry: bool = False) -> None:
+    """Keep ``keys``: they are retried, and not read, until an eviction gets through."""
+    if not retry:
+        counters.invalidations_failed += 1
         unsent_evictions.add(keys)
-        return
-    transport = settings.transport
+    warn_redis_failure("eviction retry" if retry else "eviction", exc)
+
+
+def evict(keys: list[str], transport_type: type[T], deliver: Callable[[T, list[str]], None]) -> None:
+    """Delete ``keys`` with the configured transport, which must be a ``transport_type``."""
+    settings = current_settings()
+    transport = settings.transport if settings is not None else None
     if not isinstance(transport, transport_type):
         logger.error(
-            "cannot evict %d keys: this session needs a %s, but SQLModelCache is configured with a %s",
+            "cannot evict %d keys now: this session needs a configured %s; they are kept for later",
             len(keys),
             transport_type.__name__,
-            type(transport).__name__,
         )
         unsent_evictions.add(keys)
         return
     try:
         deliver(transport, keys)
     except TransportError as exc:
-        counters.invalidations_failed += 1
-        unsent_evictions.add(keys)
-        warn_redis_failure("eviction", exc)
-        return
-    counters.invalidations += len(keys)
-    logger.debug("evicted %d keys", len(keys))
-
-
-def unsent_batch() -> list[str]:
-    return unsent_evictions.take()
-
-
-def unsent_sent(keys: list[str]) -> None:
-    unsent_evictions.done(keys)
-    counters.invalidations += len(keys)
-
-
-def unsent_failed(exc: TransportError) -> None:
-    warn_redis_failure("eviction retry", exc)
+        eviction_failed(keys, exc)
+    else:
+        evicted(keys)
 
 
 def send_unsent_evictions(transport: T, deliver: Callable[[T, list[str]], None]) -> None:
-    """Retry evictions that failed earlier; the keys stay unreadable until this succeeds."""
-    keys = unsent_batch()
+    """Retry evictions that failed earlier; their keys stay unreadable until this succeeds."""
+    keys = unsent_evictions.take()
     try:
         deliver(transport, keys)
     except TransportError as exc:
-        unsent_failed(exc)
+        eviction_failed(keys, exc, retry=True)
     else:
-        unsent_sent(keys)
+        evicted(keys, retry=True)

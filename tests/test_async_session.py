@@ -192,3 +192,16 @@ async def test_fifty_tasks_end_with_cache_equal_to_database(
         row = dict(zip(info.attr_keys, values, strict=True))
         assert (row["name"], row["age"]) == (name, age)
     assert stats.hits > 0 and stats.invalidations > 0
+
+
+async def test_explicit_async_eviction(async_engine: AsyncEngine, async_redis: Any) -> None:
+    await add(async_engine, Hero(id=1, name="a"))
+    async with AsyncCachedSession(async_engine) as session:
+        await session.get(Hero, 1)
+    async with async_engine.begin() as conn:
+        await conn.execute(sa.text("UPDATE hero SET name = 'raw'"))
+    with pytest.raises(ConfigurationError, match="aevict"):
+        SQLModelCache.evict(Hero, 1)
+    await SQLModelCache.aevict(Hero, 1)
+    async with AsyncCachedSession(async_engine) as session:
+        assert (await session.get(Hero, 1)).name == "raw"  # type: ignore[union-attr]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -382,3 +383,34 @@ def test_key_prefix(engine: sa.Engine, any_redis: redis.Redis) -> None:
         session.get(Hero, 1)
     (key,) = any_redis.keys("*")
     assert key.startswith(b"myapp:hero:")
+
+
+def test_explicit_eviction_for_writes_outside_the_orm(engine: sa.Engine, r: redis.Redis) -> None:
+    add(engine, Hero(id=1, name="a"), Hero(id=2, name="b"), Membership(org="o", user_id=1, role="r"))
+    with CachedSession(engine) as session:
+        for pk in (1, 2):
+            session.get(Hero, pk)
+        session.get(Membership, ("o", 1))
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE hero SET name = 'raw'"))
+        conn.execute(sa.text("UPDATE membership SET role = 'raw'"))
+    SQLModelCache.evict(Hero, 1, 2)
+    SQLModelCache.evict(Membership, ("o", 1))
+    assert r.keys("*") == []
+    with CachedSession(engine) as session:
+        assert session.get(Hero, 1).name == "raw"  # type: ignore[union-attr]
+        assert session.get(Membership, ("o", 1)).role == "raw"  # type: ignore[union-attr]
+
+
+def test_explicit_eviction_rejects_bad_input(any_redis: redis.Redis) -> None:
+    from sqlmodel_cache import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="not configured"):
+        SQLModelCache.evict(Hero, 1)
+    SQLModelCache.configure(transport=RedisSyncTransport(any_redis))
+    with pytest.raises(ConfigurationError, match="not a cached model"):
+        SQLModelCache.evict(Plain, 1)
+    with pytest.raises(ConfigurationError, match="not a primary key"):
+        SQLModelCache.evict(Membership, "only-one-part")
+    with pytest.raises(ConfigurationError, match="aevict"):
+        asyncio.run(SQLModelCache.aevict(Hero, 1))
