@@ -111,7 +111,7 @@ def plan_lookup(
             "SQLModelCache.configure(transport=...) at start-up (in FastAPI, in the lifespan) "
             "before the first get()"
         )
-    if type(settings.transport) is not transport_type:
+    if not isinstance(settings.transport, transport_type):
         raise ConfigurationError(
             f"{session_name} needs a {transport_type.__name__} but SQLModelCache is configured with "
             f"a {type(settings.transport).__name__}; configure "
