@@ -110,3 +110,11 @@ class AllTypes(SQLModel, table=True):
     span: dt.timedelta | None = None
     doc: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     items: list[Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class Versioned(SQLModel, table=True):
+    """A row whose version only goes up: the stress test's witness of staleness."""
+
+    __cache_config__ = CacheConfig()
+    id: int = Field(primary_key=True)
+    version: int = 0
