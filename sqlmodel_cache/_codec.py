@@ -63,6 +63,8 @@ def _to_ext(value: Any) -> msgpack.ExtType:
         return msgpack.ExtType(TIMEDELTA_CODE, msgpack.packb([value.days, value.seconds, value.microseconds]))
     if kind is int:  # only reached for ints beyond 64 bits
         return msgpack.ExtType(BIGINT_CODE, str(value).encode())
+    if isinstance(value, uuid.UUID):  # asyncpg returns its own subclass; it reads back as uuid.UUID
+        return msgpack.ExtType(UUID_CODE, value.bytes)
     raise TypeError(f"sqlmodel-cache cannot store values of type {kind.__qualname__}")
 
 

@@ -133,7 +133,10 @@ class SQLModelCache:
         from ._stats import reset_stats
 
         with _lock:
-            _settings = None
+            previous, _settings = _settings, None
+        close = getattr(previous.transport, "close", None) if previous is not None else None
+        if close is not None:
+            close()
         # Evictions that could not be sent are kept: a stale row must not outlive a reconfigure.
         reset_stats()
 
@@ -177,4 +180,8 @@ class SQLModelCache:
         """A snapshot of the counters: hits, misses, fills, skipped fills, evictions, errors."""
         from ._stats import counters
 
-        return counters.copy()
+        snapshot = counters.copy()
+        if _settings is not None:
+            snapshot.breaker_state = _settings.transport.breaker.state
+            snapshot.breaker_trips = _settings.transport.breaker.trips
+        return snapshot

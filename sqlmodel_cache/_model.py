@@ -43,7 +43,7 @@ def _encode_str(value: Any) -> str | None:
 
 
 def _encode_uuid(value: Any) -> str | None:
-    return value.hex if type(value) is uuid.UUID else None
+    return value.hex if isinstance(value, uuid.UUID) else None
 
 
 def _generic_encoder(python_type: type | None) -> PkEncoder:

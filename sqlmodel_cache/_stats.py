@@ -32,13 +32,16 @@ class CacheStats:
     invalidations: int = 0
     invalidations_failed: int = 0
     redis_errors: int = 0
+    # The configured transport's circuit breaker: "closed", "open" or "half-open".
+    breaker_state: str = "closed"
+    breaker_trips: int = 0
 
     def copy(self) -> CacheStats:
         return CacheStats(**{f.name: getattr(self, f.name) for f in fields(self)})
 
     def clear(self) -> None:
         for f in fields(self):
-            setattr(self, f.name, 0)
+            setattr(self, f.name, f.default)
 
 
 counters: Final = CacheStats()

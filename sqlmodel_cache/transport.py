@@ -1,21 +1,34 @@
 """Bytes-only Redis transports: the sessions decide what to cache, these only move bytes.
 
-Every Redis error is converted to `TransportError` here, in one place for both
-transports, so the sessions can treat any Redis failure as a miss (fail-open).
+Both transports bound every call (``timeout``), share one circuit breaker implementation,
+and convert every Redis error into `TransportError` in one place, so the sessions can treat
+any Redis failure as a miss (fail-open).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any, Final, NoReturn, cast
+import asyncio
+import sys
+from collections.abc import Awaitable, Sequence
+from typing import Any, Final, NoReturn, TypeVar, cast
 
 import redis
 import redis.cluster
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
+from ._breaker import CircuitBreaker
 from ._errors import ConfigurationError, TransportError
 
-__all__ = ["RedisAsyncTransport", "RedisSyncTransport"]
+__all__ = ["DEFAULT_TIMEOUT", "RedisAsyncTransport", "RedisSyncTransport"]
+
+T = TypeVar("T")
+
+# Well under a database round trip on a LAN: a slow Redis must not be slower than no Redis.
+DEFAULT_TIMEOUT: Final = 0.05
+DEFAULT_FAILURE_THRESHOLD: Final = 5
+DEFAULT_COOLDOWN: Final = 2.0
 
 # Publish the row only if the key still holds this reader's lease: an eviction in
 # between deleted the lease, and then the row the reader holds may predate a commit.
@@ -27,9 +40,17 @@ end
 return 0
 """
 
+# Pool settings that belong to one pool instance and must not be copied to another.
+_POOL_PRIVATE_KWARGS: Final = ("maint_notifications_pool_handler",)
 
-def _raise_transport_error(exc: BaseException, operation: str) -> NoReturn:
-    raise TransportError(f"Redis {operation} failed: {type(exc).__name__}: {exc}") from exc
+
+def _check_settings(timeout: float, failure_threshold: int, cooldown: float, transport: str) -> None:
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not 0 < timeout <= 60:
+        raise ConfigurationError(f"{transport}(timeout=...) must be seconds between 0 and 60, got {timeout!r}")
+    if isinstance(failure_threshold, bool) or not isinstance(failure_threshold, int) or failure_threshold < 1:
+        raise ConfigurationError(f"{transport}(failure_threshold=...) must be an int >= 1, got {failure_threshold!r}")
+    if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or cooldown <= 0:
+        raise ConfigurationError(f"{transport}(cooldown=...) must be positive seconds, got {cooldown!r}")
 
 
 def _check_binary_client(client: Any, transport: str) -> None:
@@ -42,10 +63,56 @@ def _check_binary_client(client: Any, transport: str) -> None:
         )
 
 
-class RedisSyncTransport:
-    """The transport for `CachedSession`: wraps ``redis.Redis`` or ``redis.cluster.RedisCluster``."""
+def _bounded_client(client: redis.Redis, timeout: float) -> redis.Redis:
+    """A client on the same server as ``client`` whose every call ends within ``timeout``.
 
-    def __init__(self, client: redis.Redis | redis.cluster.RedisCluster) -> None:
+    The caller's client keeps its own settings; ours gets short socket timeouts (half the
+    bound each for connecting and for the reply) and no retries, since a retry is a wait.
+    """
+    pool = client.connection_pool
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _POOL_PRIVATE_KWARGS}
+    kwargs.update(
+        socket_timeout=timeout / 2,
+        socket_connect_timeout=timeout / 2,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        retry_on_error=[],
+    )
+    bounded_pool = type(pool)(connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs)
+    return redis.Redis(connection_pool=bounded_pool)
+
+
+class _Guard:
+    """What both transports share: the breaker, the bound, and the error conversion."""
+
+    def __init__(self, timeout: float, failure_threshold: int, cooldown: float) -> None:
+        self.timeout = timeout
+        self.breaker = CircuitBreaker(failure_threshold, cooldown)
+
+    def enter(self, operation: str) -> None:
+        if not self.breaker.allow():
+            raise TransportError(f"Redis {operation} skipped: the circuit is open after repeated failures")
+
+    def failed(self, exc: BaseException, operation: str) -> NoReturn:
+        self.breaker.failure()
+        raise TransportError(f"Redis {operation} failed: {type(exc).__name__}: {exc}") from exc
+
+
+class RedisSyncTransport(_Guard):
+    """The transport for `CachedSession`: wraps ``redis.Redis`` or ``redis.cluster.RedisCluster``.
+
+    ``timeout`` bounds every call (whatever the client's own timeouts); after
+    ``failure_threshold`` consecutive failures Redis is left alone for ``cooldown`` seconds.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis | redis.cluster.RedisCluster,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
+        cooldown: float = DEFAULT_COOLDOWN,
+    ) -> None:
         given: object = client  # checked at run time: a wrong client must fail here, clearly
         if not isinstance(given, (redis.Redis, redis.cluster.RedisCluster)):
             hint = (
@@ -55,49 +122,97 @@ class RedisSyncTransport:
             )
             raise ConfigurationError(
                 "RedisSyncTransport needs a redis.Redis or redis.cluster.RedisCluster client, "
-                f"got {type(client).__name__}{hint}"
+                f"got {type(given).__name__}{hint}"
             )
         _check_binary_client(client, "RedisSyncTransport")
+        _check_settings(timeout, failure_threshold, cooldown, "RedisSyncTransport")
+        super().__init__(timeout, failure_threshold, cooldown)
         self.client = client
-        self._fill_script = client.register_script(FILL_IF_LEASE_HELD)
+        self._redis: redis.Redis | redis.cluster.RedisCluster = (
+            _bounded_client(client, timeout) if isinstance(client, redis.Redis) else client
+        )
+        self._fill_script = self._redis.register_script(FILL_IF_LEASE_HELD)
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
         """The value at ``key``; if there is none, take the lease there and return ``None``."""
+        self.enter("lookup")
         try:
-            return self.client.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call,no-any-return]
+            value = self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
         except RedisError as exc:
-            _raise_transport_error(exc, "lookup")
+            self.failed(exc, "lookup")
+        self.breaker.success()
+        return cast("bytes | None", value)
 
     def peek(self, key: str) -> bytes | None:
         """The value at ``key``, taking no lease: for readers that will not fill."""
+        self.enter("lookup")
         try:
-            return self.client.get(key)  # type: ignore[return-value]
+            value = self._redis.get(key)
         except RedisError as exc:
-            _raise_transport_error(exc, "lookup")
+            self.failed(exc, "lookup")
+        self.breaker.success()
+        return cast("bytes | None", value)
 
     def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
         """Store ``value`` if ``key`` still holds ``lease``; ``False`` if the lease was lost."""
+        self.enter("fill")
         try:
-            return bool(self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
+            stored = bool(self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
         except RedisError as exc:
-            _raise_transport_error(exc, "fill")
+            self.failed(exc, "fill")
+        self.breaker.success()
+        return stored
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
+        self.enter("delete")
         try:
-            self.client.delete(*keys)
+            self._redis.delete(*keys)
         except RedisError as exc:
-            _raise_transport_error(exc, "delete")
+            self.failed(exc, "delete")
+        self.breaker.success()
+
+    def close(self) -> None:
+        """Close the connections this transport opened (the caller's client is left alone)."""
+        if self._redis is not self.client:
+            self._redis.close()
 
     def __repr__(self) -> str:
-        return f"RedisSyncTransport({self.client!r})"
+        return f"RedisSyncTransport({self.client!r}, timeout={self.timeout})"
 
 
-class RedisAsyncTransport:
-    """The transport for `AsyncCachedSession`: wraps ``redis.asyncio.Redis`` or its cluster client."""
+if sys.version_info >= (3, 11):
 
-    def __init__(self, client: Any) -> None:
+    async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+        async with asyncio.timeout(timeout):
+            return await awaitable
+
+else:  # pragma: no cover - Python 3.10
+
+    async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+        return await asyncio.wait_for(awaitable, timeout)
+
+
+# asyncio.TimeoutError is the builtin TimeoutError only from Python 3.11 on.
+_ASYNC_FAILURES: Final = (RedisError, TimeoutError, asyncio.TimeoutError, OSError)
+
+
+class RedisAsyncTransport(_Guard):
+    """The transport for `AsyncCachedSession`: wraps ``redis.asyncio.Redis`` or its cluster client.
+
+    Every call is cancelled after ``timeout`` seconds (redis-py drops a connection whose
+    reply was interrupted); the breaker works as for `RedisSyncTransport`.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        failure_threshold: int = DEFAULT_FAILURE_THRESHOLD,
+        cooldown: float = DEFAULT_COOLDOWN,
+    ) -> None:
         import redis.asyncio
         import redis.asyncio.cluster
 
@@ -112,34 +227,49 @@ class RedisAsyncTransport:
                 f"client, got {type(client).__name__}{hint}"
             )
         _check_binary_client(client, "RedisAsyncTransport")
+        _check_settings(timeout, failure_threshold, cooldown, "RedisAsyncTransport")
+        super().__init__(timeout, failure_threshold, cooldown)
         self.client = client
         self._fill_script = client.register_script(FILL_IF_LEASE_HELD)
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
+        self.enter("lookup")
         try:
-            return await self.client.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-any-return]
-        except RedisError as exc:
-            _raise_transport_error(exc, "lookup")
+            value = await _bounded(
+                self.client.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True), self.timeout
+            )
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "lookup")
+        self.breaker.success()
+        return cast("bytes | None", value)
 
     async def peek(self, key: str) -> bytes | None:
+        self.enter("lookup")
         try:
-            return cast("bytes | None", await self.client.get(key))
-        except RedisError as exc:
-            _raise_transport_error(exc, "lookup")
+            value = await _bounded(self.client.get(key), self.timeout)
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "lookup")
+        self.breaker.success()
+        return cast("bytes | None", value)
 
     async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
+        self.enter("fill")
         try:
-            return bool(await self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
-        except RedisError as exc:
-            _raise_transport_error(exc, "fill")
+            stored = bool(await _bounded(self._fill_script(keys=[key], args=[lease, value, ttl_ms]), self.timeout))
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "fill")
+        self.breaker.success()
+        return stored
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
+        self.enter("delete")
         try:
-            await self.client.delete(*keys)
-        except RedisError as exc:
-            _raise_transport_error(exc, "delete")
+            await _bounded(self.client.delete(*keys), self.timeout)
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "delete")
+        self.breaker.success()
 
     def __repr__(self) -> str:
-        return f"RedisAsyncTransport({self.client!r})"
+        return f"RedisAsyncTransport({self.client!r}, timeout={self.timeout})"

@@ -92,6 +92,8 @@ def _postgres_engine(postgres_proc: PostgresServer) -> Iterator[sa.Engine]:
 @pytest.fixture
 def postgres_engine(_postgres_engine: sa.Engine) -> sa.Engine:
     _create_tables(_postgres_engine)
+    # Pooled connections keep prepared statements that name the dropped enum types.
+    _postgres_engine.dispose()
     return _postgres_engine
 
 

@@ -16,7 +16,7 @@ from sqlmodel_cache import AsyncCachedSession, CachedSession, ConfigurationError
 from sqlmodel_cache._stats import CacheStats
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
-from .models import Hero, Membership, Team
+from .models import Hero, Membership, Team, Token
 
 
 async def add(engine: AsyncEngine, *rows: Any) -> None:
@@ -205,3 +205,18 @@ async def test_explicit_async_eviction(async_engine: AsyncEngine, async_redis: A
     await SQLModelCache.aevict(Hero, 1)
     async with AsyncCachedSession(async_engine) as session:
         assert (await session.get(Hero, 1)).name == "raw"  # type: ignore[union-attr]
+
+
+async def test_uuid_keys_and_values_fill_and_hit(
+    async_engine: AsyncEngine, async_redis: Any, stats: CacheStats
+) -> None:
+    """asyncpg returns its own uuid.UUID subclass; rows with UUIDs must still be cached."""
+    import uuid
+
+    token_id = uuid.uuid4()
+    await add(async_engine, Token(id=token_id, label="t"))
+    for _ in range(2):
+        async with AsyncCachedSession(async_engine) as session:
+            token = await session.get(Token, token_id)
+            assert token is not None and token.id == token_id and token.label == "t"
+    assert stats.fills == 1 and stats.hits == 1

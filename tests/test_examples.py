@@ -41,7 +41,15 @@ def test_demo_on_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_demo_on_real_servers(redis_proc: RedisServer, postgres_proc: PostgresServer) -> None:
     import os
 
-    env = {**os.environ, "REDIS_URL": redis_proc.url, "DATABASE_URL": postgres_proc.url("psycopg")}
+    import psycopg
+
+    with psycopg.connect(
+        host="127.0.0.1", port=postgres_proc.port, user=postgres_proc.user, dbname="postgres", autocommit=True
+    ) as conn:
+        conn.execute("DROP DATABASE IF EXISTS demo")
+        conn.execute("CREATE DATABASE demo")
+    database_url = postgres_proc.url("psycopg").rsplit("/", 1)[0] + "/demo"
+    env = {**os.environ, "REDIS_URL": redis_proc.url, "DATABASE_URL": database_url}
     out = run_demo(env)
     assert "cache: REDIS_URL" in out
     assert "postgresql+psycopg" in out
