@@ -92,13 +92,15 @@ class AsyncCachedSession(AsyncSession):
 
         transport: RedisAsyncTransport = lookup.settings.transport  # type: ignore[assignment]
         if unsent_evictions:
-            keys = unsent_evictions.take()
+            keys, prefixes = unsent_evictions.take()
             try:
+                for prefix in prefixes:
+                    await transport.purge(prefix)
                 await transport.delete_many(keys)
             except TransportError as exc:
                 eviction_failed(keys, exc, retry=True)
             else:
-                evicted(keys, retry=True)
+                evicted(keys, prefixes)
         plan = prepare_read(self.sync_session, lookup)
         if plan is None:
             return await from_database()

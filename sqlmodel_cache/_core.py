@@ -14,7 +14,7 @@ from typing import Any, Final
 from ._config import Settings, current_settings
 from ._errors import ConfigurationError
 from ._model import ModelInfo, model_info
-from ._stats import counters
+from ._stats import counters, logger
 
 __all__ = [
     "Lookup",
@@ -215,34 +215,56 @@ def keys_of_states(states: Iterable[Any]) -> set[str]:
 
 
 class UnsentEvictions:
-    """Keys whose eviction failed: retried before the next read, never read meanwhile."""
+    """Keys whose eviction failed: retried before the next read, never read meanwhile.
 
-    def __init__(self) -> None:
+    The set is bounded. Past ``limit`` keys it stops naming keys and instead marks the
+    whole key prefix for a purge: until that purge succeeds, no key under the prefix is
+    read from the cache, so nothing is ever served stale, only more slowly.
+    """
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
         self._keys: set[str] = set()
+        self._purge: set[str] = set()
         self._lock = threading.Lock()
 
     def add(self, keys: Iterable[str]) -> None:
         with self._lock:
             self._keys.update(keys)
+            if len(self._keys) <= self.limit:
+                return
+            prefixes = {key.split(":", 1)[0] for key in self._keys}
+            self._keys.clear()
+            self._purge.update(prefixes)
+        logger.error(
+            "more than %d cache evictions could not be sent to Redis; the cache is bypassed until "
+            "every key under %s is purged, which is retried before each read",
+            self.limit,
+            ", ".join(sorted(prefixes)),
+        )
 
-    def take(self) -> list[str]:
+    def take(self) -> tuple[list[str], list[str]]:
+        """The keys to evict and the prefixes to purge, as they stand now."""
         with self._lock:
-            keys = list(self._keys)
-            return keys
+            return list(self._keys), list(self._purge)
 
-    def done(self, keys: Iterable[str]) -> None:
+    def done(self, keys: Iterable[str], purged: Iterable[str] = ()) -> None:
         with self._lock:
             self._keys.difference_update(keys)
+            self._purge.difference_update(purged)
 
     def __contains__(self, key: object) -> bool:
+        if self._purge and isinstance(key, str) and key.split(":", 1)[0] in self._purge:
+            return True
         return key in self._keys
 
     def __bool__(self) -> bool:
-        return bool(self._keys)
+        return bool(self._keys or self._purge)
 
     def clear(self) -> None:
         with self._lock:
             self._keys.clear()
+            self._purge.clear()
 
 
 unsent_evictions: Final = UnsentEvictions()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CacheError", "ConfigurationError", "TransportError"]
+__all__ = ["CacheError", "CircuitOpen", "ConfigurationError", "TransportError"]
 
 
 class CacheError(Exception):
@@ -19,3 +19,7 @@ class TransportError(CacheError):
     Raised by transports only; the sessions turn it into a cache miss (fail-open),
     so it never reaches application code through ``get()`` or ``commit()``.
     """
+
+
+class CircuitOpen(TransportError):
+    """Redis was not called: the circuit breaker is open after repeated failures."""

@@ -13,15 +13,16 @@ from ._config import current_settings
 from ._core import unsent_evictions
 from ._errors import TransportError
 from ._stats import counters, logger, warn_redis_failure
+from .transport import RedisSyncTransport
 
 __all__ = ["evict", "evicted", "eviction_failed", "send_unsent_evictions"]
 
 T = TypeVar("T")
 
 
-def evicted(keys: list[str], retry: bool = False) -> None:
-    if retry:
-        unsent_evictions.done(keys)
+def evicted(keys: list[str], purged: list[str] | None = None) -> None:
+    if purged is not None:  # a retry of kept evictions
+        unsent_evictions.done(keys, purged)
     counters.invalidations += len(keys)
     logger.debug("evicted %d keys", len(keys))
 
@@ -54,12 +55,14 @@ def evict(keys: list[str], transport_type: type[T], deliver: Callable[[T, list[s
         evicted(keys)
 
 
-def send_unsent_evictions(transport: T, deliver: Callable[[T, list[str]], None]) -> None:
+def send_unsent_evictions(transport: RedisSyncTransport) -> None:
     """Retry evictions that failed earlier; their keys stay unreadable until this succeeds."""
-    keys = unsent_evictions.take()
+    keys, prefixes = unsent_evictions.take()
     try:
-        deliver(transport, keys)
+        for prefix in prefixes:
+            transport.purge(prefix)
+        transport.delete_many(keys)
     except TransportError as exc:
         eviction_failed(keys, exc, retry=True)
     else:
-        evicted(keys, retry=True)
+        evicted(keys, prefixes)

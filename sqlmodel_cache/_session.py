@@ -82,7 +82,7 @@ class CachedSession(Session):
 
         transport: RedisSyncTransport = lookup.settings.transport  # type: ignore[assignment]
         if unsent_evictions:
-            send_unsent_evictions(transport, _delete)
+            send_unsent_evictions(transport)
         plan = prepare_read(self, lookup)
         if plan is None:
             return from_database()

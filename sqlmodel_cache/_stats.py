@@ -32,6 +32,8 @@ class CacheStats:
     invalidations: int = 0
     invalidations_failed: int = 0
     redis_errors: int = 0
+    # Redis calls not made because the circuit breaker was open.
+    breaker_skips: int = 0
     # The configured transport's circuit breaker: "closed", "open" or "half-open".
     breaker_state: str = "closed"
     breaker_trips: int = 0
@@ -51,6 +53,12 @@ _warning_lock = threading.Lock()
 
 
 def warn_redis_failure(operation: str, error: BaseException) -> None:
+    from ._errors import CircuitOpen
+
+    if isinstance(error, CircuitOpen):
+        counters.breaker_skips += 1
+        logger.debug("%s", error)
+        return
     counters.redis_errors += 1
     now = time.monotonic()
     with _warning_lock:

@@ -19,7 +19,7 @@ from redis.exceptions import RedisError
 from redis.retry import Retry
 
 from ._breaker import CircuitBreaker
-from ._errors import ConfigurationError, TransportError
+from ._errors import CircuitOpen, ConfigurationError, TransportError
 
 __all__ = ["DEFAULT_TIMEOUT", "RedisAsyncTransport", "RedisSyncTransport"]
 
@@ -51,6 +51,10 @@ def _check_settings(timeout: float, failure_threshold: int, cooldown: float, tra
         raise ConfigurationError(f"{transport}(failure_threshold=...) must be an int >= 1, got {failure_threshold!r}")
     if isinstance(cooldown, bool) or not isinstance(cooldown, (int, float)) or cooldown <= 0:
         raise ConfigurationError(f"{transport}(cooldown=...) must be positive seconds, got {cooldown!r}")
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
 def _check_binary_client(client: Any, transport: str) -> None:
@@ -91,7 +95,7 @@ class _Guard:
 
     def enter(self, operation: str) -> None:
         if not self.breaker.allow():
-            raise TransportError(f"Redis {operation} skipped: the circuit is open after repeated failures")
+            raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
 
     def failed(self, exc: BaseException, operation: str) -> NoReturn:
         self.breaker.failure()
@@ -171,6 +175,22 @@ class RedisSyncTransport(_Guard):
             self._redis.delete(*keys)
         except RedisError as exc:
             self.failed(exc, "delete")
+        self.breaker.success()
+
+    def purge(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (a recovery step; it scans, so it is slow)."""
+        self.enter("purge")
+        try:
+            batch: list[bytes] = []
+            for key in self._redis.scan_iter(match=f"{_glob_escape(prefix)}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    self._redis.unlink(*batch)
+                    batch.clear()
+            if batch:
+                self._redis.unlink(*batch)
+        except RedisError as exc:
+            self.failed(exc, "purge")
         self.breaker.success()
 
     def close(self) -> None:
@@ -269,6 +289,22 @@ class RedisAsyncTransport(_Guard):
             await _bounded(self.client.delete(*keys), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "delete")
+        self.breaker.success()
+
+    async def purge(self, prefix: str) -> None:
+        """Delete every key under ``prefix`` (a recovery step; it scans, so it is slow)."""
+        self.enter("purge")
+        try:
+            batch: list[bytes] = []
+            async for key in self.client.scan_iter(match=f"{_glob_escape(prefix)}:*", count=1000):
+                batch.append(key)
+                if len(batch) >= 500:
+                    await _bounded(self.client.unlink(*batch), self.timeout)
+                    batch.clear()
+            if batch:
+                await _bounded(self.client.unlink(*batch), self.timeout)
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "purge")
         self.breaker.success()
 
     def __repr__(self) -> str:

@@ -1,0 +1,242 @@
+"""Bounded waits, the circuit breaker and kept evictions, against real misbehaving peers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlmodel import Session
+
+from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
+from sqlmodel_cache._core import unsent_evictions
+from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
+
+from .faults import black_hole, slow_proxy
+from .models import Hero
+from .servers import RedisServer, free_port, redis_server
+
+BOUND = 0.05  # the transports' default timeout
+SLACK = 0.25  # scheduling noise on a loaded 2-core machine; the bound is what is asserted
+
+
+def seed(engine: sa.Engine, n: int = 3) -> None:
+    with Session(engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in range(1, n + 1)])
+        session.commit()
+
+
+def timed_get(engine: sa.Engine, pk: int) -> tuple[Any, float]:
+    start = time.perf_counter()
+    with CachedSession(engine) as session:
+        hero = session.get(Hero, pk)
+        name = hero.name if hero is not None else None
+    return name, time.perf_counter() - start
+
+
+@pytest.fixture
+def database_time(sqlite_engine: sa.Engine) -> float:
+    """What a plain get costs here, so that the Redis wait can be isolated from it."""
+    seed(sqlite_engine)
+    start = time.perf_counter()
+    for _ in range(20):
+        with Session(sqlite_engine) as session:
+            session.get(Hero, 1)
+    return (time.perf_counter() - start) / 20
+
+
+def test_black_holed_redis_costs_at_most_the_bound(
+    sqlite_engine: sa.Engine, database_time: float, stats: CacheStats
+) -> None:
+    with black_hole() as port:
+        client = redis.Redis(host="127.0.0.1", port=port)  # no timeouts of its own at all
+        SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=1000))
+        for pk in (1, 2, 3, 1, 2):
+            name, elapsed = timed_get(sqlite_engine, pk)
+            assert name == f"h{pk}"
+            assert elapsed < database_time + BOUND + SLACK, elapsed
+        with CachedSession(sqlite_engine) as session:
+            hero = session.get(Hero, 1)
+            assert hero is not None
+            hero.name = "changed"
+            session.commit()  # the eviction times out too, and is kept
+        assert stats.redis_errors >= 6
+        assert unsent_evictions
+
+
+def test_slow_redis_beyond_the_bound_is_a_miss(
+    sqlite_engine: sa.Engine, redis_proc: RedisServer, real_redis: redis.Redis, database_time: float
+) -> None:
+    with slow_proxy(redis_proc.port, delay=0.5) as port:
+        SQLModelCache.configure(
+            transport=RedisSyncTransport(redis.Redis(host="127.0.0.1", port=port), failure_threshold=1000)
+        )
+        for pk in (1, 2, 3):
+            name, elapsed = timed_get(sqlite_engine, pk)
+            assert name == f"h{pk}"
+            assert elapsed < database_time + BOUND + SLACK
+
+
+def test_slow_redis_within_the_bound_still_hits(
+    sqlite_engine: sa.Engine, redis_proc: RedisServer, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    seed(sqlite_engine)
+    with slow_proxy(redis_proc.port, delay=0.002) as port:
+        client = redis.Redis(host="127.0.0.1", port=port)
+        SQLModelCache.configure(transport=RedisSyncTransport(client, timeout=0.5))
+        assert timed_get(sqlite_engine, 1)[0] == "h1"
+        assert timed_get(sqlite_engine, 1)[0] == "h1"
+    assert stats.hits == 1
+
+
+def test_breaker_opens_then_closes_by_itself(sqlite_engine: sa.Engine, stats: CacheStats) -> None:
+    seed(sqlite_engine)
+    port = free_port()
+    transport = RedisSyncTransport(redis.Redis(host="127.0.0.1", port=port), failure_threshold=3, cooldown=0.5)
+    SQLModelCache.configure(transport=transport)
+    for _ in range(3):
+        assert timed_get(sqlite_engine, 1)[0] == "h1"
+    assert SQLModelCache.stats().breaker_state == "open"
+    errors = stats.redis_errors
+    for _ in range(10):
+        assert timed_get(sqlite_engine, 1)[0] == "h1"
+    assert stats.redis_errors == errors, "Redis was called while the circuit was open"
+    assert stats.breaker_skips >= 10
+
+    with _redis_on(port):
+        time.sleep(0.6)  # the cool-down passes; the next lookup is the probe
+        assert timed_get(sqlite_engine, 1)[0] == "h1"
+        assert SQLModelCache.stats().breaker_state == "closed"
+        assert timed_get(sqlite_engine, 1)[0] == "h1"
+        assert stats.hits == 1, "the cache is used again without a restart"
+    assert SQLModelCache.stats().breaker_trips == 1
+
+
+def _redis_on(port: int) -> Any:
+    """redis-server on a chosen port (the one the transport already points at)."""
+    import contextlib
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from .servers import RedisServer, _start_redis_process
+
+    @contextlib.contextmanager
+    def run() -> Iterator[RedisServer]:
+        directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-redis-"))
+        server = RedisServer(port=port, process=_start_redis_process(port, directory), directory=directory)
+        try:
+            yield server
+        finally:
+            server.kill()
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return run()
+
+
+def test_failed_eviction_is_kept_and_replayed_before_the_next_read(sqlite_engine: sa.Engine, stats: CacheStats) -> None:
+    seed(sqlite_engine)
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url)
+        SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=1000))
+        timed_get(sqlite_engine, 1)  # fill
+        stale = {key: client.get(key) for key in client.keys("*")}
+        server.kill()
+        with CachedSession(sqlite_engine) as session:
+            hero = session.get(Hero, 1)
+            assert hero is not None
+            hero.name = "committed while Redis was down"
+            session.commit()  # no exception reaches the caller
+        assert stats.invalidations_failed == 1 and unsent_evictions
+        assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
+        server.restart()
+        for key, value in stale.items():  # as if the server had kept the old entry
+            client.set(key, value)  # type: ignore[arg-type]
+        assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
+        assert not unsent_evictions
+        assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
+        assert stats.hits >= 1, "the cache is used again without a restart"
+
+
+def test_too_many_kept_evictions_bypass_the_cache_until_purged(
+    sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    seed(sqlite_engine, 6)
+    monkeypatch.setattr(unsent_evictions, "limit", 3)
+    with redis_server() as server:
+        client = redis.Redis.from_url(server.url)
+        SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=1000))
+        for pk in range(1, 7):
+            timed_get(sqlite_engine, pk)
+        stale = {key: client.get(key) for key in client.keys("*")}
+        client.set("unrelated:key", b"kept")
+        server.kill()
+        with CachedSession(sqlite_engine) as session:
+            for pk in range(1, 7):
+                hero = session.get(Hero, pk)
+                assert hero is not None
+                hero.name = f"new{pk}"
+            session.commit()
+        assert any("could not be sent" in r.message for r in caplog.records if r.levelname == "ERROR")
+        server.restart()
+        for key, value in stale.items():
+            client.set(key, value)  # type: ignore[arg-type]
+        client.set("unrelated:key", b"kept")
+        for pk in range(1, 7):
+            assert timed_get(sqlite_engine, pk)[0] == f"new{pk}"
+        assert not unsent_evictions
+        assert client.get("unrelated:key") == b"kept", "the purge touched keys outside the prefix"
+
+
+async def test_async_black_hole_and_breaker(async_engine: AsyncEngine, stats: CacheStats) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in (1, 2)])
+        await session.commit()
+    with black_hole() as port:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        SQLModelCache.configure(transport=RedisAsyncTransport(client, failure_threshold=2, cooldown=30))
+        for pk in (1, 2, 1, 2):
+            start = time.perf_counter()
+            async with AsyncCachedSession(async_engine) as session:
+                hero = await session.get(Hero, pk)
+                assert hero is not None and hero.name == f"h{pk}"
+            assert time.perf_counter() - start < BOUND + SLACK + 0.2
+        assert SQLModelCache.stats().breaker_state == "open"
+        assert stats.breaker_skips >= 2
+        await client.aclose()
+
+
+async def test_async_eviction_failure_is_kept_and_replayed(async_engine: AsyncEngine) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add(Hero(id=1, name="old"))
+        await session.commit()
+    with redis_server() as server:
+        client = redis.asyncio.Redis.from_url(server.url)
+        SQLModelCache.configure(transport=RedisAsyncTransport(client, failure_threshold=1000))
+        async with AsyncCachedSession(async_engine) as session:
+            await session.get(Hero, 1)
+        stale = {key: await client.get(key) for key in await client.keys("*")}
+        server.kill()
+        async with AsyncCachedSession(async_engine) as session:
+            hero = await session.get(Hero, 1)
+            assert hero is not None
+            hero.name = "new"
+            await session.commit()
+        assert unsent_evictions
+        server.restart()
+        for key, value in stale.items():
+            await client.set(key, value)
+        async with AsyncCachedSession(async_engine) as session:
+            assert (await session.get(Hero, 1)).name == "new"  # type: ignore[union-attr]
+        assert not unsent_evictions
+        await client.aclose()
