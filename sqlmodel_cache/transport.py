@@ -26,7 +26,7 @@ __all__ = ["DEFAULT_TIMEOUT", "RedisAsyncTransport", "RedisSyncTransport"]
 T = TypeVar("T")
 
 # Well under a database round trip on a LAN: a slow Redis must not be slower than no Redis.
-DEFAULT_TIMEOUT: Final = 0.05
+DEFAULT_TIMEOUT: Final = 0.1
 DEFAULT_FAILURE_THRESHOLD: Final = 5
 DEFAULT_COOLDOWN: Final = 2.0
 

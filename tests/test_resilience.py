@@ -22,7 +22,7 @@ from .faults import black_hole, slow_proxy
 from .models import Hero
 from .servers import RedisServer, free_port, redis_server
 
-BOUND = 0.05  # the transports' default timeout
+BOUND = 0.1  # the transports' default timeout
 SLACK = 0.25  # scheduling noise on a loaded 2-core machine; the bound is what is asserted
 
 
