@@ -240,3 +240,79 @@ async def test_async_eviction_failure_is_kept_and_replayed(async_engine: AsyncEn
             assert (await session.get(Hero, 1)).name == "new"  # type: ignore[union-attr]
         assert not unsent_evictions
         await client.aclose()
+
+
+async def _seed_async(engine: AsyncEngine) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in (1, 2)])
+        await session.commit()
+
+
+async def _timed_async_get(engine: AsyncEngine, pk: int) -> tuple[Any, float]:
+    start = time.perf_counter()
+    async with AsyncCachedSession(engine) as session:
+        hero = await session.get(Hero, pk)
+        name = hero.name if hero is not None else None
+    return name, time.perf_counter() - start
+
+
+async def test_async_nothing_listening(async_engine: AsyncEngine, stats: CacheStats) -> None:
+    await _seed_async(async_engine)
+    client = redis.asyncio.Redis(host="127.0.0.1", port=free_port())
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, failure_threshold=1000))
+    for pk in (1, 2, 1):
+        name, elapsed = await _timed_async_get(async_engine, pk)
+        assert name == f"h{pk}"
+        assert elapsed < BOUND + SLACK + 0.2
+    async with AsyncCachedSession(async_engine) as session:
+        hero = await session.get(Hero, 1)
+        assert hero is not None
+        hero.name = "x"
+        await session.commit()  # nothing raises; the eviction is kept
+    assert stats.redis_errors >= 4 and unsent_evictions
+    await client.aclose()
+
+
+async def test_async_slow_redis_beyond_and_within_the_bound(
+    async_engine: AsyncEngine, redis_proc: RedisServer, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    await _seed_async(async_engine)
+    with slow_proxy(redis_proc.port, delay=0.5) as port:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        SQLModelCache.configure(transport=RedisAsyncTransport(client, failure_threshold=1000))
+        for pk in (1, 2):
+            name, elapsed = await _timed_async_get(async_engine, pk)
+            assert name == f"h{pk}"
+            assert elapsed < BOUND + SLACK + 0.2
+        await client.aclose()
+    SQLModelCache.reset()
+    real_redis.flushall()
+    with slow_proxy(redis_proc.port, delay=0.002) as port:
+        client = redis.asyncio.Redis(host="127.0.0.1", port=port)
+        SQLModelCache.configure(transport=RedisAsyncTransport(client, timeout=0.5))
+        assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+        assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+        assert SQLModelCache.stats().hits == 1
+        await client.aclose()
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [b"\xff\xfe not msgpack", b"\x93\x01", b"\x92\xc4\x04abcd\x01", b"\x91\xa3str", b"\xc1", b""],
+    ids=["bytes", "truncated", "foreign-fingerprint", "wrong-shape", "reserved-byte", "empty"],
+)
+async def test_async_garbage_at_the_key_is_a_miss(async_engine: AsyncEngine, async_cache: Any, garbage: bytes) -> None:
+    from sqlmodel_cache._core import key_for_pk
+    from sqlmodel_cache._model import model_info
+
+    await _seed_async(async_engine)
+    info = model_info(Hero)
+    assert info is not None
+    await async_cache.set(key_for_pk(info, "sqlmodelcache", "1"), garbage)
+    name, _ = await _timed_async_get(async_engine, 1)
+    assert name == "h1"
+    stats = SQLModelCache.stats()
+    assert stats.corrupt_entries == 1
+    assert stats.hits == 0
