@@ -9,7 +9,7 @@ the loop.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import util
@@ -22,9 +22,11 @@ from sqlalchemy.util import await_only
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from ._config import current_settings
 from ._core import plan_lookup, unsent_evictions
 from ._errors import TransportError
 from ._eviction import evict, evicted, eviction_failed
+from ._many import BatchRead
 from ._read import prepare_read
 from ._tracking import install_write_tracking
 from .transport import RedisAsyncTransport
@@ -92,15 +94,7 @@ class AsyncCachedSession(AsyncSession):
 
         transport: RedisAsyncTransport = lookup.settings.transport  # type: ignore[assignment]
         if unsent_evictions:
-            keys, prefixes = unsent_evictions.take()
-            try:
-                for prefix in prefixes:
-                    await transport.purge(prefix)
-                await transport.delete_many(keys)
-            except TransportError as exc:
-                eviction_failed(keys, exc, retry=True)
-            else:
-                evicted(keys, prefixes)
+            await _send_unsent_evictions(transport)
         plan = prepare_read(self.sync_session, lookup)
         if plan is None:
             return await from_database()
@@ -128,3 +122,64 @@ class AsyncCachedSession(AsyncSession):
             except TransportError as exc:
                 plan.redis_failed("fill", exc)
         return loaded
+
+    async def get_many(
+        self,
+        entity: type[_O],
+        idents: Iterable[Any],
+        *,
+        execution_options: OrmExecuteOptionsParameter = util.EMPTY_DICT,
+    ) -> list[_O | None]:
+        """The rows with these primary keys, in the order asked, ``None`` where there is none.
+
+        As `CachedSession.get_many`: identity map, one Redis round trip, one SELECT.
+        """
+        batch = BatchRead(
+            self.sync_session, entity, idents, execution_options, RedisAsyncTransport, "AsyncCachedSession"
+        )
+        for position, ident in batch.from_identity_map:
+            batch.results[position] = await self.get(entity, ident, execution_options=execution_options)
+        if batch.needs_connection_check:
+            connection = await self.connection(bind_arguments={"mapper": batch.mapper})
+            batch.check_connection(connection.sync_connection)  # type: ignore[arg-type]
+        keys, leases = batch.redis_requests()
+        if keys:
+            transport = _configured_transport()
+            await _send_unsent_evictions(transport)
+            try:
+                raws = await transport.lookup_many(keys, leases, batch.lease_ms)
+            except TransportError as exc:
+                batch.redis_failed(exc)
+            else:
+                batch.apply_redis(raws)
+        statement = batch.select_statement()
+        if statement is not None:
+            batch.apply_rows((await self.exec(statement, execution_options=execution_options)).all())
+        fills = batch.fill_requests()
+        if fills:
+            try:
+                batch.filled(await _configured_transport().fill_many(fills))
+            except TransportError as exc:
+                batch.fill_failed(exc)
+        return batch.results
+
+
+def _configured_transport() -> RedisAsyncTransport:
+    settings = current_settings()
+    assert settings is not None and isinstance(settings.transport, RedisAsyncTransport)
+    return settings.transport
+
+
+async def _send_unsent_evictions(transport: RedisAsyncTransport) -> None:
+    """Retry evictions that failed earlier; their keys stay unreadable until this succeeds."""
+    if not unsent_evictions:
+        return
+    keys, prefixes = unsent_evictions.take()
+    try:
+        for prefix in prefixes:
+            await transport.purge(prefix)
+        await transport.delete_many(keys)
+    except TransportError as exc:
+        eviction_failed(keys, exc, retry=True)
+    else:
+        evicted(keys, prefixes)

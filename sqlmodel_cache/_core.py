@@ -62,7 +62,7 @@ def key_for_pk(info: ModelInfo, prefix: str, pk_part: str) -> str:
     return stem + pk_part
 
 
-def _normalized_pk(info: ModelInfo, ident: Any) -> list[Any] | None:
+def normalized_pk(info: ModelInfo, ident: Any) -> list[Any] | None:
     if isinstance(ident, (tuple, list)):
         pk = list(ident)
     elif isinstance(ident, Mapping):
@@ -127,7 +127,7 @@ def plan_lookup(
         or execution_options.get("populate_existing")
     ):
         return None
-    pk = _normalized_pk(info, ident)
+    pk = normalized_pk(info, ident)
     if pk is None:
         return None
     pk_part = info.pk_part(pk)
@@ -179,7 +179,7 @@ def keys_for_identities(model: type, identities: Iterable[Any]) -> list[str]:
         raise ConfigurationError("SQLModelCache is not configured; call SQLModelCache.configure(transport=...) first")
     keys = []
     for ident in identities:
-        pk = _normalized_pk(info, ident)
+        pk = normalized_pk(info, ident)
         part = info.pk_part(pk) if pk is not None else None
         if part is None:
             raise ConfigurationError(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import util
@@ -12,9 +12,11 @@ from sqlalchemy.orm.session import _EntityBindKey, _PKIdentityArgument
 from sqlalchemy.sql.selectable import ForUpdateParameter
 from sqlmodel import Session
 
+from ._config import current_settings
 from ._core import Lookup, plan_lookup, unsent_evictions
 from ._errors import TransportError
 from ._eviction import evict, send_unsent_evictions
+from ._many import BatchRead
 from ._read import prepare_read
 from ._tracking import install_write_tracking
 from .transport import RedisSyncTransport
@@ -109,6 +111,52 @@ class CachedSession(Session):
             except TransportError as exc:
                 plan.redis_failed("fill", exc)
         return loaded
+
+    def get_many(
+        self,
+        entity: type[_O],
+        idents: Iterable[Any],
+        *,
+        execution_options: OrmExecuteOptionsParameter = util.EMPTY_DICT,
+    ) -> list[_O | None]:
+        """The rows with these primary keys, in the order asked, ``None`` where there is none.
+
+        The identity map first, then one Redis round trip for the rest, then one
+        ``SELECT ... WHERE pk IN (...)`` for what Redis did not have; the rules of ``get()``
+        apply to every key.
+        """
+        batch = BatchRead(self, entity, idents, execution_options, RedisSyncTransport, "CachedSession")
+        for position, ident in batch.from_identity_map:
+            batch.results[position] = self.get(entity, ident, execution_options=execution_options)
+        if batch.needs_connection_check:
+            batch.check_connection(self.connection(bind_arguments={"mapper": batch.mapper}))
+        keys, leases = batch.redis_requests()
+        if keys:
+            transport = _configured_transport()
+            if unsent_evictions:
+                send_unsent_evictions(transport)
+            try:
+                raws = transport.lookup_many(keys, leases, batch.lease_ms)
+            except TransportError as exc:
+                batch.redis_failed(exc)
+            else:
+                batch.apply_redis(raws)
+        statement = batch.select_statement()
+        if statement is not None:
+            batch.apply_rows(self.exec(statement, execution_options=execution_options).all())
+        fills = batch.fill_requests()
+        if fills:
+            try:
+                batch.filled(_configured_transport().fill_many(fills))
+            except TransportError as exc:
+                batch.fill_failed(exc)
+        return batch.results
+
+
+def _configured_transport() -> RedisSyncTransport:
+    settings = current_settings()
+    assert settings is not None and isinstance(settings.transport, RedisSyncTransport)
+    return settings.transport
 
 
 def _delete(transport: RedisSyncTransport, keys: list[str]) -> None:

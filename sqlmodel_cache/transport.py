@@ -167,6 +167,35 @@ class RedisSyncTransport(_Guard):
         self.breaker.success()
         return stored
 
+    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> list[bytes | None]:
+        """`lookup` (or `peek`, where the lease is ``None``) for many keys in one round trip."""
+        self.enter("lookup")
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, lease in zip(keys, leases, strict=True):
+                if lease is None:
+                    pipe.get(key)
+                else:
+                    pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+            values = pipe.execute()
+        except RedisError as exc:
+            self.failed(exc, "lookup")
+        self.breaker.success()
+        return cast("list[bytes | None]", values)
+
+    def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
+        """`fill` for many ``(key, lease, value, ttl_ms)`` in one round trip."""
+        self.enter("fill")
+        try:
+            pipe = self._redis.pipeline(transaction=False)
+            for key, lease, value, ttl_ms in fills:
+                self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)
+            stored = [bool(result) for result in pipe.execute()]
+        except RedisError as exc:
+            self.failed(exc, "fill")
+        self.breaker.success()
+        return stored
+
     def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
@@ -276,6 +305,35 @@ class RedisAsyncTransport(_Guard):
         self.enter("fill")
         try:
             stored = bool(await _bounded(self._fill_script(keys=[key], args=[lease, value, ttl_ms]), self.timeout))
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "fill")
+        self.breaker.success()
+        return stored
+
+    async def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int
+    ) -> list[bytes | None]:
+        self.enter("lookup")
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, lease in zip(keys, leases, strict=True):
+                if lease is None:
+                    pipe.get(key)
+                else:
+                    pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+            values = await _bounded(pipe.execute(), self.timeout)
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "lookup")
+        self.breaker.success()
+        return cast("list[bytes | None]", values)
+
+    async def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
+        self.enter("fill")
+        try:
+            pipe = self.client.pipeline(transaction=False)
+            for key, lease, value, ttl_ms in fills:
+                await self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)  # type: ignore[arg-type]
+            stored = [bool(result) for result in await _bounded(pipe.execute(), self.timeout)]
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "fill")
         self.breaker.success()
