@@ -121,10 +121,7 @@ class BatchRead:
             return None
         columns = list(self.mapper.primary_key)
         pks = [tuple(pk) for pk in self._database.values()]
-        if len(columns) == 1:
-            criterion = columns[0].in_([pk[0] for pk in pks])
-        else:
-            criterion = sa.tuple_(*columns).in_(pks)
+        criterion = columns[0].in_([pk[0] for pk in pks]) if len(columns) == 1 else sa.tuple_(*columns).in_(pks)
         return select(self.entity).where(criterion)
 
     def apply_rows(self, instances: Iterable[Any]) -> None:
