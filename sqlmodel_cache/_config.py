@@ -182,6 +182,6 @@ class SQLModelCache:
 
         snapshot = counters.copy()
         if _settings is not None:
-            snapshot.breaker_state = _settings.transport.breaker.state
-            snapshot.breaker_trips = _settings.transport.breaker.trips
+            snapshot.breaker_state = _settings.transport.breaker_state
+            snapshot.breaker_trips = _settings.transport.breaker_trips
         return snapshot

@@ -86,20 +86,75 @@ def _bounded_client(client: redis.Redis, timeout: float) -> redis.Redis:
     return redis.Redis(connection_pool=bounded_pool)
 
 
+# Connection settings that belong to one cluster client and must not be copied to another.
+_CLUSTER_PRIVATE_KWARGS: Final = ("redis_connect_func", "oss_cluster_maint_notifications_handler")
+
+
+def _bounded_cluster_client(client: redis.cluster.RedisCluster, timeout: float) -> redis.cluster.RedisCluster:
+    """As `_bounded_client`, for a cluster: same nodes and credentials, short timeouts, no retries."""
+    kwargs = {
+        k: v
+        for k, v in client.nodes_manager.connection_kwargs.items()
+        if k not in _CLUSTER_PRIVATE_KWARGS and not k.startswith(("maint_notifications", "orig_"))
+    }
+    kwargs.update(
+        socket_timeout=timeout / 2,
+        socket_connect_timeout=timeout / 2,
+        retry=Retry(NoBackoff(), 0),
+    )
+    startup = [redis.cluster.ClusterNode(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]  # type: ignore[no-untyped-call]
+    return redis.cluster.RedisCluster(startup_nodes=startup, **kwargs)
+
+
 class _Guard:
-    """What both transports share: the breaker, the bound, and the error conversion."""
+    """What both transports share: the breakers, the bound, and the error conversion.
+
+    On a single server one breaker guards every call. On a cluster each node has its own
+    for the single-key calls, so a dead master only sends its own keys to the database;
+    multi-key calls, which span nodes, use the transport-wide one.
+    """
+
+    _cluster_client: Any = None
 
     def __init__(self, timeout: float, failure_threshold: int, cooldown: float) -> None:
         self.timeout = timeout
         self.breaker = CircuitBreaker(failure_threshold, cooldown)
+        self._node_breakers: dict[str, CircuitBreaker] = {}
 
-    def enter(self, operation: str) -> None:
-        if not self.breaker.allow():
+    def _breaker_for(self, key: str | None) -> CircuitBreaker:
+        cluster = self._cluster_client
+        if cluster is None or key is None:
+            return self.breaker
+        try:
+            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key)).name
+        except Exception:  # topology unknown right now: the transport-wide breaker decides
+            return self.breaker
+        breaker = self._node_breakers.get(node)
+        if breaker is None:
+            breaker = self._node_breakers.setdefault(
+                node, CircuitBreaker(self.breaker.failure_threshold, self.breaker.cooldown)
+            )
+        return breaker
+
+    def enter(self, operation: str, key: str | None = None) -> CircuitBreaker:
+        breaker = self._breaker_for(key)
+        if not breaker.allow():
             raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
+        return breaker
 
-    def failed(self, exc: BaseException, operation: str) -> NoReturn:
-        self.breaker.failure()
+    def failed(self, exc: BaseException, operation: str, breaker: CircuitBreaker) -> NoReturn:
+        breaker.failure()
         raise TransportError(f"Redis {operation} failed: {type(exc).__name__}: {exc}") from exc
+
+    @property
+    def breaker_state(self) -> str:
+        """ "open" if the transport-wide breaker or any node's is open, else its state."""
+        states = [self.breaker.state, *(b.state for b in self._node_breakers.values())]
+        return next((s for s in ("open", "half-open") if s in states), "closed")
+
+    @property
+    def breaker_trips(self) -> int:
+        return self.breaker.trips + sum(b.trips for b in self._node_breakers.values())
 
 
 class RedisSyncTransport(_Guard):
@@ -133,43 +188,47 @@ class RedisSyncTransport(_Guard):
         super().__init__(timeout, failure_threshold, cooldown)
         self.client = client
         self._redis: redis.Redis | redis.cluster.RedisCluster = (
-            _bounded_client(client, timeout) if isinstance(client, redis.Redis) else client
+            _bounded_client(client, timeout)
+            if isinstance(client, redis.Redis)
+            else _bounded_cluster_client(client, timeout)
         )
         self._fill_script = self._redis.register_script(FILL_IF_LEASE_HELD)
+        self._cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._cluster_client = self._redis if self._cluster else None
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
         """The value at ``key``; if there is none, take the lease there and return ``None``."""
-        self.enter("lookup")
+        breaker = self.enter("lookup", key)
         try:
             value = self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
         except RedisError as exc:
-            self.failed(exc, "lookup")
-        self.breaker.success()
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
         return cast("bytes | None", value)
 
     def peek(self, key: str) -> bytes | None:
         """The value at ``key``, taking no lease: for readers that will not fill."""
-        self.enter("lookup")
+        breaker = self.enter("lookup", key)
         try:
             value = self._redis.get(key)
         except RedisError as exc:
-            self.failed(exc, "lookup")
-        self.breaker.success()
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
         return cast("bytes | None", value)
 
     def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
         """Store ``value`` if ``key`` still holds ``lease``; ``False`` if the lease was lost."""
-        self.enter("fill")
+        breaker = self.enter("fill", key)
         try:
             stored = bool(self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
         except RedisError as exc:
-            self.failed(exc, "fill")
-        self.breaker.success()
+            self.failed(exc, "fill", breaker)
+        breaker.success()
         return stored
 
     def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> list[bytes | None]:
         """`lookup` (or `peek`, where the lease is ``None``) for many keys in one round trip."""
-        self.enter("lookup")
+        breaker = self.enter("lookup")
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key, lease in zip(keys, leases, strict=True):
@@ -179,36 +238,39 @@ class RedisSyncTransport(_Guard):
                     pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
             values = pipe.execute()
         except RedisError as exc:
-            self.failed(exc, "lookup")
-        self.breaker.success()
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
         return cast("list[bytes | None]", values)
 
     def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
         """`fill` for many ``(key, lease, value, ttl_ms)`` in one round trip."""
-        self.enter("fill")
+        breaker = self.enter("fill")
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key, lease, value, ttl_ms in fills:
-                self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)
+                if self._cluster:  # cluster pipelines cannot load scripts: send the source
+                    pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
+                else:
+                    self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)
             stored = [bool(result) for result in pipe.execute()]
         except RedisError as exc:
-            self.failed(exc, "fill")
-        self.breaker.success()
+            self.failed(exc, "fill", breaker)
+        breaker.success()
         return stored
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        self.enter("delete")
+        breaker = self.enter("delete")
         try:
             self._redis.delete(*keys)
         except RedisError as exc:
-            self.failed(exc, "delete")
-        self.breaker.success()
+            self.failed(exc, "delete", breaker)
+        breaker.success()
 
     def purge(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (a recovery step; it scans, so it is slow)."""
-        self.enter("purge")
+        breaker = self.enter("purge")
         try:
             batch: list[bytes] = []
             for key in self._redis.scan_iter(match=f"{_glob_escape(prefix)}:*", count=1000):
@@ -219,8 +281,8 @@ class RedisSyncTransport(_Guard):
             if batch:
                 self._redis.unlink(*batch)
         except RedisError as exc:
-            self.failed(exc, "purge")
-        self.breaker.success()
+            self.failed(exc, "purge", breaker)
+        breaker.success()
 
     def close(self) -> None:
         """Close the connections this transport opened (the caller's client is left alone)."""
@@ -280,40 +342,42 @@ class RedisAsyncTransport(_Guard):
         super().__init__(timeout, failure_threshold, cooldown)
         self.client = client
         self._fill_script = client.register_script(FILL_IF_LEASE_HELD)
+        self._cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._cluster_client = client if self._cluster else None
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
-        self.enter("lookup")
+        breaker = self.enter("lookup", key)
         try:
             value = await _bounded(
                 self.client.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True), self.timeout
             )
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "lookup")
-        self.breaker.success()
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
         return cast("bytes | None", value)
 
     async def peek(self, key: str) -> bytes | None:
-        self.enter("lookup")
+        breaker = self.enter("lookup", key)
         try:
             value = await _bounded(self.client.get(key), self.timeout)
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "lookup")
-        self.breaker.success()
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
         return cast("bytes | None", value)
 
     async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
-        self.enter("fill")
+        breaker = self.enter("fill", key)
         try:
             stored = bool(await _bounded(self._fill_script(keys=[key], args=[lease, value, ttl_ms]), self.timeout))
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "fill")
-        self.breaker.success()
+            self.failed(exc, "fill", breaker)
+        breaker.success()
         return stored
 
     async def lookup_many(
         self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int
     ) -> list[bytes | None]:
-        self.enter("lookup")
+        breaker = self.enter("lookup")
         try:
             pipe = self.client.pipeline(transaction=False)
             for key, lease in zip(keys, leases, strict=True):
@@ -323,35 +387,38 @@ class RedisAsyncTransport(_Guard):
                     pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
             values = await _bounded(pipe.execute(), self.timeout)
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "lookup")
-        self.breaker.success()
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
         return cast("list[bytes | None]", values)
 
     async def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
-        self.enter("fill")
+        breaker = self.enter("fill")
         try:
             pipe = self.client.pipeline(transaction=False)
             for key, lease, value, ttl_ms in fills:
-                await self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)  # type: ignore[arg-type]
+                if self._cluster:  # cluster pipelines cannot load scripts: send the source
+                    pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
+                else:
+                    await self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)  # type: ignore[arg-type]
             stored = [bool(result) for result in await _bounded(pipe.execute(), self.timeout)]
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "fill")
-        self.breaker.success()
+            self.failed(exc, "fill", breaker)
+        breaker.success()
         return stored
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        self.enter("delete")
+        breaker = self.enter("delete")
         try:
             await _bounded(self.client.delete(*keys), self.timeout)
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "delete")
-        self.breaker.success()
+            self.failed(exc, "delete", breaker)
+        breaker.success()
 
     async def purge(self, prefix: str) -> None:
         """Delete every key under ``prefix`` (a recovery step; it scans, so it is slow)."""
-        self.enter("purge")
+        breaker = self.enter("purge")
         try:
             batch: list[bytes] = []
             async for key in self.client.scan_iter(match=f"{_glob_escape(prefix)}:*", count=1000):
@@ -362,8 +429,8 @@ class RedisAsyncTransport(_Guard):
             if batch:
                 await _bounded(self.client.unlink(*batch), self.timeout)
         except _ASYNC_FAILURES as exc:
-            self.failed(exc, "purge")
-        self.breaker.success()
+            self.failed(exc, "purge", breaker)
+        breaker.success()
 
     def __repr__(self) -> str:
         return f"RedisAsyncTransport({self.client!r}, timeout={self.timeout})"

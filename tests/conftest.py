@@ -12,6 +12,7 @@ from typing import Any
 import fakeredis
 import pytest
 import redis
+import redis.cluster
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
@@ -20,7 +21,15 @@ from sqlmodel_cache._core import unsent_evictions
 from sqlmodel_cache._stats import counters, reset_stats
 from sqlmodel_cache.transport import RedisSyncTransport
 
-from .servers import PostgresServer, RedisServer, ServerUnavailable, postgres_server, redis_server
+from .servers import (
+    PostgresServer,
+    RedisClusterServer,
+    RedisServer,
+    ServerUnavailable,
+    postgres_server,
+    redis_cluster,
+    redis_server,
+)
 
 
 def _unavailable(error: Exception) -> None:
@@ -64,6 +73,40 @@ def real_redis(redis_proc: RedisServer) -> Iterator[redis.Redis]:
     client.close()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster_proc() -> Iterator[RedisClusterServer]:
+    try:
+        with redis_cluster() as cluster:
+            yield cluster
+    except ServerUnavailable as error:
+        _unavailable(error)
+
+
+class TestClusterClient(redis.cluster.RedisCluster):
+    """A cluster client whose KEYS looks at every master, as tests expect of one server."""
+
+    def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:
+        found = super().keys(pattern, target_nodes=self.PRIMARIES, **kwargs)
+        if isinstance(found, dict):
+            return [key for keys in found.values() for key in keys]
+        return found
+
+
+@pytest.fixture
+def real_cluster(redis_cluster_proc: RedisClusterServer) -> Iterator[redis.cluster.RedisCluster]:
+    host, port = redis_cluster_proc.startup
+    client = TestClusterClient(host=host, port=port, socket_timeout=2)
+    client.flushall()
+    yield client
+    client.close()
+
+
+@pytest.fixture(params=["redis-server", "redis-cluster"])
+def any_real_redis(request: pytest.FixtureRequest) -> Any:
+    """The real single server and the real three-master cluster in turn."""
+    return request.getfixturevalue("real_redis" if request.param == "redis-server" else "real_cluster")
+
+
 @pytest.fixture
 def fake_redis() -> fakeredis.FakeRedis:
     return fakeredis.FakeRedis(version=(7, 0))
@@ -104,10 +147,10 @@ def engine(request: pytest.FixtureRequest) -> sa.Engine:
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+@pytest.fixture(params=["fakeredis", "redis-server", "redis-cluster"])
 def any_redis(request: pytest.FixtureRequest) -> redis.Redis:
-    """The in-process fake and the real server in turn."""
-    name = "fake_redis" if request.param == "fakeredis" else "real_redis"
+    """The in-process fake, the real server and the real cluster in turn."""
+    name = {"fakeredis": "fake_redis", "redis-server": "real_redis", "redis-cluster": "real_cluster"}[request.param]
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
@@ -185,23 +228,41 @@ async def async_real_redis(redis_proc: RedisServer) -> Any:
     await client.aclose()
 
 
-@pytest.fixture(params=["fakeredis", "redis-server"])
+@pytest.fixture(params=["fakeredis", "redis-server", "redis-cluster"])
 def async_redis_url(request: pytest.FixtureRequest) -> str | None:
     if request.param == "fakeredis":
         return None
+    if request.param == "redis-cluster":
+        cluster: RedisClusterServer = request.getfixturevalue("redis_cluster_proc")
+        host, port = cluster.startup
+        return f"redis+cluster://{host}:{port}"
     server: RedisServer = request.getfixturevalue("redis_proc")
     return server.url
 
 
 @pytest.fixture
 async def async_redis(async_redis_url: str | None) -> Any:
-    """The asyncio clients, in-process fake and real server in turn, already configured."""
+    """The asyncio clients: in-process fake, real server and real cluster in turn, configured."""
     import redis.asyncio
+    import redis.asyncio.cluster
 
     from sqlmodel_cache.transport import RedisAsyncTransport
 
+    client: Any
     if async_redis_url is None:
         client = fakeredis.FakeAsyncRedis(version=(7, 0))
+    elif async_redis_url.startswith("redis+cluster://"):
+        host, port = async_redis_url.removeprefix("redis+cluster://").split(":")
+
+        class TestAsyncClusterClient(redis.asyncio.cluster.RedisCluster):
+            async def keys(self, pattern: Any = "*", **kwargs: Any) -> Any:
+                found = await super().keys(pattern, target_nodes=self.PRIMARIES, **kwargs)
+                if isinstance(found, dict):
+                    return [key for keys in found.values() for key in keys]
+                return found
+
+        client = TestAsyncClusterClient(host=host, port=int(port), socket_timeout=2)
+        await client.flushall()
     else:
         client = redis.asyncio.Redis.from_url(async_redis_url, socket_timeout=2)
         await client.flushall()

@@ -21,10 +21,12 @@ from pathlib import Path
 
 __all__ = [
     "PostgresServer",
+    "RedisClusterServer",
     "RedisServer",
     "ServerUnavailable",
     "free_port",
     "postgres_server",
+    "redis_cluster",
     "redis_server",
 ]
 
@@ -76,7 +78,8 @@ class RedisServer:
 
     def restart(self) -> None:
         self.kill()
-        self.process = _start_redis_process(self.port, self.directory)
+        start = _start_cluster_node if (self.directory / f"nodes-{self.port}.conf").exists() else _start_redis_process
+        self.process = start(self.port, self.directory)
 
 
 def redis_binary() -> str:
@@ -234,4 +237,124 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class RedisClusterServer:
+    """A Redis Cluster of masters only, one redis-server per port."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def startup(self) -> tuple[str, int]:
+        return "127.0.0.1", self.nodes[0].port
+
+    def node_for(self, port: int) -> RedisServer:
+        return next(node for node in self.nodes if node.port == port)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port whose cluster bus port (port + 10000) is free and valid too."""
+    import random
+
+    for _ in range(1000):
+        port = random.randint(20000, 50000)
+        if _port_is_free(port) and _port_is_free(port + 10000):
+            return port
+    raise RuntimeError("no free port pair for a Redis Cluster node")
+
+
+def _start_cluster_node(port: int, directory: Path) -> subprocess.Popen[bytes]:
+    process = subprocess.Popen(
+        [
+            redis_binary(),
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(directory),
+            "--daemonize",
+            "no",
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            f"nodes-{port}.conf",
+            "--cluster-node-timeout",
+            "2000",
+            "--cluster-require-full-coverage",
+            "no",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    _wait_for_port(port, process, "redis-server (cluster node)")
+    return process
+
+
+def _cluster_ready(ports: list[int], timeout: float = 30.0) -> None:
+    import redis
+
+    deadline = time.monotonic() + timeout
+    while True:
+        states = []
+        for port in ports:
+            with redis.Redis(port=port) as client:
+                info = client.cluster("INFO")
+                states.append(info.get("cluster_state") if isinstance(info, dict) else None)
+        if all(state == "ok" for state in states):
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the Redis Cluster did not become ready: {states}")
+        time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def redis_cluster(masters: int = 3) -> Iterator[RedisClusterServer]:
+    """Start ``masters`` cluster-enabled redis-servers and join them with ``redis-cli --cluster create``."""
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        raise ServerUnavailable("redis-cli is not installed; install Debian's redis-server (or redis-tools) package")
+    directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-cluster-"))
+    nodes: list[RedisServer] = []
+    try:
+        for _ in range(masters):
+            port = free_cluster_port()
+            node_dir = directory / str(port)
+            node_dir.mkdir()
+            nodes.append(RedisServer(port=port, process=_start_cluster_node(port, node_dir), directory=node_dir))
+        subprocess.run(
+            [
+                cli,
+                "--cluster",
+                "create",
+                *(f"127.0.0.1:{n.port}" for n in nodes),
+                "--cluster-replicas",
+                "0",
+                "--cluster-yes",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=60,
+        )
+        _cluster_ready([n.port for n in nodes])
+        yield RedisClusterServer(nodes=nodes)
+    finally:
+        for node in nodes:
+            node.kill()
         shutil.rmtree(directory, ignore_errors=True)

@@ -30,9 +30,9 @@ def dml_engine(request: pytest.FixtureRequest, engine: sa.Engine, monkeypatch: p
 
 
 @pytest.fixture
-def r(real_redis: redis.Redis) -> redis.Redis:
-    SQLModelCache.configure(transport=RedisSyncTransport(real_redis), default_ttl=60)
-    return real_redis
+def r(any_real_redis: redis.Redis) -> redis.Redis:
+    SQLModelCache.configure(transport=RedisSyncTransport(any_real_redis), default_ttl=60)
+    return any_real_redis
 
 
 def seed(engine: sa.Engine, n: int = 4) -> None:

@@ -152,12 +152,12 @@ def stale(entry: bytes | None) -> bool:
 
 @pytest.mark.parametrize("order", list(interleavings()), ids="-".join)
 def test_no_interleaving_leaves_a_stale_entry(
-    engine: sa.Engine, real_redis: redis.Redis, order: tuple[str, ...]
+    engine: sa.Engine, any_real_redis: redis.Redis, order: tuple[str, ...]
 ) -> None:
-    entry = run_race(engine, real_redis, order)
+    entry = run_race(engine, any_real_redis, order)
     assert not stale(entry), f"stale entry after {order}"
     SQLModelCache.reset()
-    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    SQLModelCache.configure(transport=RedisSyncTransport(any_real_redis))
     with CachedSession(engine) as session:
         assert session.get(Hero, 1).name == "new"  # type: ignore[union-attr]
 

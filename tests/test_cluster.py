@@ -1,0 +1,124 @@
+"""Redis Cluster specifics: keys spread over every master, and a master dying mid-run.
+
+The core behaviour (hits, misses, eviction on commit, bulk statements, get_many, the race
+interleavings) runs on the cluster through the ``any_redis`` / ``any_real_redis`` /
+``async_redis`` fixtures in the other test modules.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio.cluster
+import redis.cluster
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
+from sqlmodel_cache._core import key_for_pk
+from sqlmodel_cache._model import model_info
+from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
+
+from .models import Hero
+from .servers import RedisClusterServer, ServerUnavailable, redis_cluster
+
+ROWS = 60
+BOUND = 0.1
+SLACK = 0.3
+
+
+def seed(engine: sa.Engine) -> None:
+    with Session(engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in range(1, ROWS + 1)])
+        session.commit()
+
+
+def node_of(client: redis.cluster.RedisCluster, key: str) -> int:
+    return int(client.nodes_manager.get_node_from_slot(client.keyslot(key)).port)
+
+
+def test_one_tables_keys_spread_over_every_master(
+    sqlite_engine: sa.Engine, real_cluster: redis.cluster.RedisCluster, redis_cluster_proc: RedisClusterServer
+) -> None:
+    seed(sqlite_engine)
+    SQLModelCache.configure(transport=RedisSyncTransport(real_cluster))
+    with CachedSession(sqlite_engine) as session:
+        assert len(session.get_many(Hero, list(range(1, ROWS + 1)))) == ROWS
+    per_node = {}
+    for node in redis_cluster_proc.nodes:
+        with redis.Redis(port=node.port) as client:
+            per_node[node.port] = len(client.keys("sqlmodelcache:hero:*"))
+    assert sum(per_node.values()) == ROWS
+    assert all(count > 0 for count in per_node.values()), per_node
+
+
+@pytest.fixture
+def private_cluster() -> Iterator[RedisClusterServer]:
+    """A cluster of its own: this test kills one of its masters."""
+    try:
+        with redis_cluster() as cluster:
+            yield cluster
+    except ServerUnavailable as error:  # pragma: no cover - CI has the binaries
+        pytest.skip(str(error))
+
+
+def test_a_dead_master_only_sends_its_own_keys_to_the_database(
+    sqlite_engine: sa.Engine, private_cluster: RedisClusterServer, stats: CacheStats
+) -> None:
+    seed(sqlite_engine)
+    host, port = private_cluster.startup
+    client = redis.cluster.RedisCluster(host=host, port=port)
+    transport = RedisSyncTransport(client, failure_threshold=3, cooldown=30)
+    SQLModelCache.configure(transport=transport)
+    with CachedSession(sqlite_engine) as session:
+        session.get_many(Hero, list(range(1, ROWS + 1)))  # fill everything
+    info = model_info(Hero)
+    assert info is not None
+    owner = {pk: node_of(client, key_for_pk(info, "sqlmodelcache", str(pk))) for pk in range(1, ROWS + 1)}
+    victim = private_cluster.nodes[1].port
+    private_cluster.node_for(victim).kill()
+
+    hits_before = stats.hits
+    slowest = 0.0
+    for _ in range(3):
+        for pk in range(1, ROWS + 1):
+            start = time.perf_counter()
+            with CachedSession(sqlite_engine) as session:
+                hero = session.get(Hero, pk)
+                assert hero is not None and hero.name == f"h{pk}"
+            slowest = max(slowest, time.perf_counter() - start)
+    survivors = sum(1 for pk in owner if owner[pk] != victim)
+    assert stats.hits - hits_before == 3 * survivors, "keys on the live masters stopped hitting"
+    assert slowest < BOUND + SLACK, slowest
+    assert SQLModelCache.stats().breaker_state == "open"  # the dead node's breaker only
+    client.close()
+
+
+async def test_async_dead_master(async_engine: Any, private_cluster: RedisClusterServer, stats: CacheStats) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in range(1, 31)])
+        await session.commit()
+    host, port = private_cluster.startup
+    client = redis.asyncio.cluster.RedisCluster(host=host, port=port)
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, failure_threshold=3, cooldown=30))
+    async with AsyncCachedSession(async_engine) as session:
+        await session.get_many(Hero, list(range(1, 31)))
+    private_cluster.nodes[2].kill()
+    hits_before = stats.hits
+    timings = []
+    for pk in range(1, 31):
+        start = time.perf_counter()
+        async with AsyncCachedSession(async_engine) as session:
+            hero = await session.get(Hero, pk)
+            assert hero is not None and hero.name == f"h{pk}"
+        timings.append(time.perf_counter() - start)
+    assert max(timings) < BOUND + SLACK + 0.2, timings
+    assert stats.hits > hits_before, SQLModelCache.stats()
+    await client.aclose()
