@@ -71,3 +71,11 @@ def demo(session: nox.Session) -> None:
     """The demo: SQLite plus in-process fake Redis unless DATABASE_URL / REDIS_URL are set."""
     session.install("-e", ".[demo]")
     session.run("python", "examples/demo.py")
+
+
+@nox.session(python=PYTHON)
+def bench(session: nox.Session) -> None:
+    """The benchmark against the performance targets, on real redis-server and PostgreSQL processes."""
+    ensure_redis_server(session)
+    session.install("-e", ".[test]")
+    session.run("python", "benchmarks/bench.py", *session.posargs)

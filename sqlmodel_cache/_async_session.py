@@ -111,9 +111,7 @@ class AsyncCachedSession(AsyncSession):
             return await from_database()
         values = plan.hit(raw)
         if values is not None:
-            instance = lookup.info.build_instance(values)
-            self.add(instance)
-            return instance  # type: ignore[no-any-return]
+            return lookup.info.load_into(self.sync_session, values)  # type: ignore[no-any-return]
         loaded = await from_database()
         value = plan.fill_value(self.sync_session, loaded)
         if value is not None:

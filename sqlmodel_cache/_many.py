@@ -111,9 +111,7 @@ class BatchRead:
             if values is None:
                 self._database[identity] = plan.lookup.pk
                 continue
-            instance = plan.lookup.info.build_instance(values)
-            self.session.add(instance)
-            self._place(identity, instance)
+            self._place(identity, plan.lookup.info.load_into(self.session, values))
 
     def select_statement(self) -> SelectOfScalar[Any] | None:
         """One SELECT for every identity that Redis did not answer."""

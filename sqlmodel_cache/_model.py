@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 import msgpack
 from sqlalchemy import Column, Table, inspect
-from sqlalchemy.orm import ColumnProperty, Mapper, make_transient_to_detached
+from sqlalchemy.orm import ColumnProperty, Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.types import Enum as SAEnum
 from sqlalchemy.types import TypeDecorator
@@ -97,6 +98,7 @@ class ModelInfo:
     # Positions of attr_keys in the order SQLAlchemy's loader fills ``__dict__``: SQLModel
     # serializes in ``__dict__`` order, so a cached instance must fill it the same way.
     load_order: tuple[int, ...]
+    identity_class: type
 
     def key_stem(self, prefix: str) -> str:
         return f"{prefix}:{quote(self.table, safe='')}:{self.fingerprint.hex()}:"
@@ -164,12 +166,38 @@ class ModelInfo:
 
     def build_instance(self, values: list[Any]) -> Any:
         """A detached instance that looks freshly loaded: no history, unloaded attributes expired."""
+        instance = self._new_instance(values)
+        make_transient_to_detached(instance)
+        return instance
+
+    def load_into(self, session: Session, values: list[Any]) -> Any:
+        """A persistent instance of ``session``, made the way SQLAlchemy's loader makes one.
+
+        The steps are those of ``loading._instance`` for a new row: identity key, session,
+        identity map, committed state, then the ``load`` event (``@reconstructor`` hooks;
+        their query context is ``None`` for a cache hit). Unloaded attributes (relationships)
+        stay absent, so they lazy-load exactly as on a row from the database.
+        """
+        instance = self._new_instance(values)
+        state: InstanceState[Any] = instance_state(instance)
+        key = (self.identity_class, tuple(values[i] for i in self.pk_positions), None)
+        state.key = key
+        state.identity_token = None
+        state.session_id = session.hash_key
+        identity_map = session.identity_map
+        identity_map._add_unpresent(state, key)
+        state._commit_all(state.dict, identity_map)
+        manager = state.manager
+        if manager.dispatch.load:
+            manager.dispatch.load(state, None)
+        return instance
+
+    def _new_instance(self, values: list[Any]) -> Any:
         instance = self.mapper.class_manager.new_instance()
         state_dict = instance.__dict__
         keys = self.attr_keys
         for position in self.load_order:
             state_dict[keys[position]] = values[position]
-        make_transient_to_detached(instance)
         return instance
 
 
@@ -237,6 +265,7 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         pk_encoders=tuple(_pk_encoder(columns[i][1]) for i in pk_positions),
         enum_columns=enum_columns,
         load_order=_load_order(mapper, attr_keys),
+        identity_class=mapper._identity_class,
     )
 
 

@@ -100,9 +100,7 @@ class CachedSession(Session):
             return from_database()
         values = plan.hit(raw)
         if values is not None:
-            instance = lookup.info.build_instance(values)
-            self.add(instance)
-            return instance  # type: ignore[no-any-return]
+            return lookup.info.load_into(self, values)  # type: ignore[no-any-return]
         loaded = from_database()
         value = plan.fill_value(self, loaded)
         if value is not None:

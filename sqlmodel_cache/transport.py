@@ -8,14 +8,17 @@ any Redis failure as a miss (fail-open).
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import threading
+import weakref
 from collections.abc import Awaitable, Sequence
 from typing import Any, Final, NoReturn, TypeVar, cast
 
 import redis
 import redis.cluster
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 from redis.retry import Retry
 
 from ._breaker import CircuitBreaker
@@ -106,6 +109,52 @@ def _bounded_cluster_client(client: redis.cluster.RedisCluster, timeout: float) 
     return redis.cluster.RedisCluster(startup_nodes=startup, **kwargs)
 
 
+def _packed(*parts: bytes) -> list[bytes]:
+    """A command in RESP, as ``Connection.send_packed_command`` takes it."""
+    chunks = [b"*%d\r\n" % len(parts)]
+    for part in parts:
+        chunks += (b"$%d\r\n" % len(part), part, b"\r\n")
+    return [b"".join(chunks)]
+
+
+_fork_generation = 0
+
+
+def _after_fork() -> None:
+    global _fork_generation
+    _fork_generation += 1
+
+
+os.register_at_fork(after_in_child=_after_fork)
+
+
+class _ThreadConnections:
+    """One connection per thread for the hot single-key calls, made by the transport's pool.
+
+    Taking a connection from the pool and giving it back costs more than the round trip's
+    own client work; a thread's own connection costs nothing. A forked child never uses its
+    parent's sockets: each fork starts a new generation.
+    """
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._local = threading.local()
+        self._all: weakref.WeakSet[Any] = weakref.WeakSet()
+
+    def get(self) -> Any:
+        local = self._local
+        if getattr(local, "generation", -1) == _fork_generation:
+            return local.connection
+        connection = self._pool.make_connection()
+        local.connection, local.generation = connection, _fork_generation
+        self._all.add(connection)
+        return connection
+
+    def close(self) -> None:
+        for connection in list(self._all):
+            connection.disconnect()
+
+
 class _Guard:
     """What both transports share: the breakers, the bound, and the error conversion.
 
@@ -193,14 +242,30 @@ class RedisSyncTransport(_Guard):
             else _bounded_cluster_client(client, timeout)
         )
         self._fill_script = self._redis.register_script(FILL_IF_LEASE_HELD)
+        self._fill_sha = self._fill_script.sha.encode()
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
+        # On a single server the hot calls skip the client's command machinery and use a
+        # connection of their own thread, made by the pool this transport owns.
+        self._connections = None if self._cluster else _ThreadConnections(self._redis.connection_pool)  # type: ignore[union-attr]
         self._cluster_client = self._redis if self._cluster else None
+
+    def _call(self, packed: list[bytes]) -> Any:
+        connection = self._connections.get()  # type: ignore[union-attr]
+        try:
+            connection.send_packed_command(packed)
+            return connection.read_response()
+        except BaseException:
+            connection.disconnect()  # the reply may be half read: reconnect next time
+            raise
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
         """The value at ``key``; if there is none, take the lease there and return ``None``."""
         breaker = self.enter("lookup", key)
         try:
-            value = self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
+            if self._connections is not None:
+                value = self._call(_packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET"))
+            else:
+                value = self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -210,7 +275,10 @@ class RedisSyncTransport(_Guard):
         """The value at ``key``, taking no lease: for readers that will not fill."""
         breaker = self.enter("lookup", key)
         try:
-            value = self._redis.get(key)
+            if self._connections is not None:
+                value = self._call(_packed(b"GET", key.encode()))
+            else:
+                value = self._redis.get(key)
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -220,7 +288,15 @@ class RedisSyncTransport(_Guard):
         """Store ``value`` if ``key`` still holds ``lease``; ``False`` if the lease was lost."""
         breaker = self.enter("fill", key)
         try:
-            stored = bool(self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
+            if self._connections is not None:
+                command = _packed(b"EVALSHA", self._fill_sha, b"1", key.encode(), lease, value, b"%d" % ttl_ms)
+                try:
+                    stored = bool(self._call(command))
+                except NoScriptError:  # a restarted or flushed server: load the script once more
+                    self._redis.script_load(FILL_IF_LEASE_HELD)
+                    stored = bool(self._call(command))
+            else:
+                stored = bool(self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
         except RedisError as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
@@ -286,6 +362,8 @@ class RedisSyncTransport(_Guard):
 
     def close(self) -> None:
         """Close the connections this transport opened (the caller's client is left alone)."""
+        if self._connections is not None:
+            self._connections.close()
         if self._redis is not self.client:
             self._redis.close()
 

@@ -316,3 +316,42 @@ async def test_async_garbage_at_the_key_is_a_miss(async_engine: AsyncEngine, asy
     stats = SQLModelCache.stats()
     assert stats.corrupt_entries == 1
     assert stats.hits == 0
+
+
+def test_fill_survives_a_flushed_script_cache(
+    sqlite_engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    """A restarted or SCRIPT FLUSHed server has forgotten the fill script: it is loaded again."""
+    seed(sqlite_engine, 2)
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    assert timed_get(sqlite_engine, 1)[0] == "h1"
+    real_redis.script_flush()
+    assert timed_get(sqlite_engine, 2)[0] == "h2"
+    assert stats.fills == 2 and stats.redis_errors == 0
+
+
+def test_each_thread_uses_its_own_connection(
+    sqlite_engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    import threading
+
+    seed(sqlite_engine, 3)
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(200):
+                for pk in (1, 2, 3):
+                    assert timed_get(sqlite_engine, pk)[0] == f"h{pk}"
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert stats.redis_errors == 0 and stats.corrupt_entries == 0
+    assert stats.hits >= 8 * 600 - 3 * 8
