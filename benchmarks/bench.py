@@ -152,6 +152,61 @@ def timed_block(op: SyncOp, prepare: SyncOp | None, gc_off: bool) -> SyncBlock:
     return block
 
 
+SyncGroup = Callable[[list[list[int]]], list[list[int]]]
+AsyncGroup = Callable[[list[list[int]]], Awaitable[list[list[int]]]]
+
+
+def interleaved(steps: Sequence[tuple[SyncOp, SyncOp | None]], gc_off: bool) -> SyncGroup:
+    """Time several cases operation by operation, in turn (a, b, c, a, b, c, ...).
+
+    Cases compared by a ratio run interleaved so that they meet the same machine state:
+    on a virtual machine an idle core wakes slowly, and a block of one case after a block
+    of another would measure the machine's state as much as the code.
+    """
+
+    def group(pk_lists: list[list[int]]) -> list[list[int]]:
+        clock = time.perf_counter_ns
+        samples: list[list[int]] = [[] for _ in steps]
+        gc.collect()
+        if gc_off:
+            gc.disable()
+        try:
+            for pks in zip(*pk_lists, strict=True):
+                for (op, prepare), pk, out in zip(steps, pks, samples, strict=True):
+                    if prepare is not None:
+                        prepare(pk)
+                    start = clock()
+                    op(pk)
+                    out.append(clock() - start)
+        finally:
+            gc.enable()
+        return samples
+
+    return group
+
+
+def async_interleaved(steps: Sequence[tuple[AsyncOp, AsyncOp | None]], gc_off: bool) -> AsyncGroup:
+    async def group(pk_lists: list[list[int]]) -> list[list[int]]:
+        clock = time.perf_counter_ns
+        samples: list[list[int]] = [[] for _ in steps]
+        gc.collect()
+        if gc_off:
+            gc.disable()
+        try:
+            for pks in zip(*pk_lists, strict=True):
+                for (op, prepare), pk, out in zip(steps, pks, samples, strict=True):
+                    if prepare is not None:
+                        await prepare(pk)
+                    start = clock()
+                    await op(pk)
+                    out.append(clock() - start)
+        finally:
+            gc.enable()
+        return samples
+
+    return group
+
+
 def async_timed_block(op: AsyncOp, prepare: AsyncOp | None, gc_off: bool) -> AsyncBlock:
     async def block(pks: list[int]) -> list[int]:
         clock = time.perf_counter_ns
@@ -387,11 +442,14 @@ class ChildPair:
             raise BenchmarkError("the child processes are not running")
         return self.workers
 
-    def run_unimported(self, pks: list[int]) -> list[int]:
-        return self._current()[0].run(pks)
-
-    def run_configured(self, pks: list[int]) -> list[int]:
-        return self._current()[1].run(pks)
+    def run_interleaved(self, pk_lists: list[list[int]]) -> list[list[int]]:
+        """One operation in each child in turn, as `interleaved` does within this process."""
+        unimported, configured = self._current()
+        samples: list[list[int]] = [[], []]
+        for first, second in zip(*pk_lists, strict=True):
+            samples[0] += unimported.run([first])
+            samples[1] += configured.run([second])
+        return samples
 
 
 # --- the benchmark ---------------------------------------------------------------------
@@ -405,6 +463,31 @@ def expecting(block: SyncBlock, **per_op: int) -> SyncBlock:
         before = SQLModelCache.stats()
         samples = block(pks)
         check_counters(before, SQLModelCache.stats(), per_op, len(pks))
+        return samples
+
+    return checked
+
+
+def expecting_group(group: SyncGroup, **per_op: int) -> SyncGroup:
+    """As `expecting`, for interleaved cases of which one moves the counters."""
+    from sqlmodel_cache import SQLModelCache
+
+    def checked(pk_lists: list[list[int]]) -> list[list[int]]:
+        before = SQLModelCache.stats()
+        samples = group(pk_lists)
+        check_counters(before, SQLModelCache.stats(), per_op, len(pk_lists[0]))
+        return samples
+
+    return checked
+
+
+def async_expecting_group(group: AsyncGroup, **per_op: int) -> AsyncGroup:
+    from sqlmodel_cache import SQLModelCache
+
+    async def checked(pk_lists: list[list[int]]) -> list[list[int]]:
+        before = SQLModelCache.stats()
+        samples = await group(pk_lists)
+        check_counters(before, SQLModelCache.stats(), per_op, len(pk_lists[0]))
         return samples
 
     return checked
@@ -502,7 +585,7 @@ class Benchmark:
 
     # sync cases
 
-    def sync_cases(self, children: ChildPair) -> list[tuple[Series, SyncBlock]]:
+    def sync_cases(self, children: ChildPair) -> list[tuple[list[Series], SyncGroup]]:
         from sqlmodel_cache import CachedSession, SQLModelCache
 
         engine, model, client, gc_off = self.engine, self.model, self.client, self.settings.gc_off
@@ -538,42 +621,62 @@ class Benchmark:
         def block(op: SyncOp, prepare: SyncOp | None = None) -> SyncBlock:
             return timed_block(op, prepare, gc_off)
 
-        cases: list[tuple[str, str, list[int], SyncBlock]] = [
-            ("floor", "raw GET + msgpack.unpackb", self.read_pks, block(floor)),
-            ("rtt", "raw PING", self.read_pks, block(rtt)),
-            ("plain_get", "Session.get, here (as hit/miss)", self.read_pks, block(plain_get)),
+        def alone(run: SyncBlock) -> SyncGroup:
+            return lambda pk_lists: [run(pk_lists[0])]
+
+        # Cases compared by a target run interleaved, operation by operation.
+        groups: list[tuple[list[tuple[str, str, list[int]]], SyncGroup]] = [
             (
-                "plain_get_unimported",
-                "Session.get, child, library never imported",
-                self.read_pks,
-                children.run_unimported,
-            ),
-            ("plain_get_configured", "Session.get, child, library configured", self.read_pks, children.run_configured),
-            ("hit", "CachedSession.get, cached", self.read_pks, expecting(block(cached_get), hits=1, misses=0)),
-            (
-                "miss",
-                "CachedSession.get, evicted",
-                self.miss_pks,
-                expecting(block(cached_get, evict), hits=0, misses=1, fills=1),
-            ),
-            ("rmw_plain", "Session get+change+commit", self.rmw_plain_pks, block(rmw(Session))),
-            (
-                "rmw_cached",
-                "CachedSession get+change+commit, row cached",
-                self.rmw_cached_pks,
-                expecting(block(rmw(CachedSession), cached_get), hits=1, misses=1, fills=1, invalidations=1),
+                [
+                    ("floor", "raw GET + msgpack.unpackb", self.read_pks),
+                    ("rtt", "raw PING", self.read_pks),
+                    ("hit", "CachedSession.get, cached", self.read_pks),
+                ],
+                expecting_group(
+                    interleaved([(floor, None), (rtt, None), (cached_get, None)], gc_off), hits=1, misses=0
+                ),
             ),
             (
-                "rmw_cached_miss",
-                "CachedSession get+change+commit, row evicted",
-                self.rmw_cold_pks,
-                expecting(block(rmw(CachedSession), evict), hits=0, misses=1, fills=1, invalidations=2),
+                [
+                    ("plain_get", "Session.get, here (as hit/miss)", self.read_pks),
+                    ("miss", "CachedSession.get, evicted", self.miss_pks),
+                ],
+                expecting_group(
+                    interleaved([(plain_get, None), (cached_get, evict)], gc_off), hits=0, misses=1, fills=1
+                ),
+            ),
+            (
+                [
+                    ("plain_get_unimported", "Session.get, child, library never imported", self.read_pks),
+                    ("plain_get_configured", "Session.get, child, library configured", self.read_pks),
+                ],
+                children.run_interleaved,
+            ),
+            (
+                [
+                    ("rmw_plain", "Session get+change+commit", self.rmw_plain_pks),
+                    ("rmw_cached", "CachedSession get+change+commit, row cached", self.rmw_cached_pks),
+                ],
+                expecting_group(
+                    interleaved([(rmw(Session), None), (rmw(CachedSession), cached_get)], gc_off),
+                    hits=1,
+                    misses=1,
+                    fills=1,
+                    invalidations=1,
+                ),
+            ),
+            (
+                [("rmw_cached_miss", "CachedSession get+change+commit, row evicted", self.rmw_cold_pks)],
+                alone(expecting(block(rmw(CachedSession), evict), hits=0, misses=1, fills=1, invalidations=2)),
             ),
         ]
         result = []
-        for name, what, pool, run in cases:
-            self.series[name] = Series(name, what, pool)
-            result.append((self.series[name], run))
+        for cases, run in groups:
+            members = []
+            for name, what, pool in cases:
+                self.series[name] = Series(name, what, pool)
+                members.append(self.series[name])
+            result.append((members, run))
         return result
 
     def run_sync(self) -> None:
@@ -584,13 +687,16 @@ class Benchmark:
         try:
             progress(f"sync: warm-up, then {settings.rounds} rounds of {settings.ops} operations per case")
             children.start(warmup_pks)
-            for series, run in cases:
-                run(series.next_pks(settings.warmup_ops))
+            for members, run in cases:
+                run([series.next_pks(settings.warmup_ops) for series in members])
             children.stop()
             for round_index in range(settings.rounds):
                 children.start(warmup_pks)
-                for series, run in rotated(cases, round_index):
-                    series.record(run(series.next_pks(settings.ops)))
+                for members, run in rotated(cases, round_index):
+                    for series, samples in zip(
+                        members, run([series.next_pks(settings.ops) for series in members]), strict=True
+                    ):
+                        series.record(samples)
                 children.stop()
                 progress(f"  sync round {round_index + 1}/{settings.rounds} done")
         finally:
@@ -634,21 +740,30 @@ class Benchmark:
         def block(op: AsyncOp, prepare: AsyncOp | None = None) -> AsyncBlock:
             return async_timed_block(op, prepare, settings.gc_off)
 
-        timed: list[tuple[str, str, list[int], AsyncBlock]] = [
-            ("async_floor", "raw asyncio GET + msgpack.unpackb", self.read_pks, block(floor)),
-            ("async_rtt", "raw asyncio PING", self.read_pks, block(rtt)),
-            ("async_plain_get", "AsyncSession.get (asyncpg)", self.read_pks, block(plain_get)),
+        timed: list[tuple[list[tuple[str, str, list[int]]], AsyncGroup]] = [
             (
-                "async_hit",
-                "AsyncCachedSession.get, cached",
-                self.read_pks,
-                async_expecting(block(cached_get), hits=1, misses=0),
+                [
+                    ("async_floor", "raw asyncio GET + msgpack.unpackb", self.read_pks),
+                    ("async_rtt", "raw asyncio PING", self.read_pks),
+                    ("async_hit", "AsyncCachedSession.get, cached", self.read_pks),
+                ],
+                async_expecting_group(
+                    async_interleaved([(floor, None), (rtt, None), (cached_get, None)], settings.gc_off),
+                    hits=1,
+                    misses=0,
+                ),
             ),
             (
-                "async_miss",
-                "AsyncCachedSession.get, evicted",
-                self.miss_pks,
-                async_expecting(block(cached_get, evict), hits=0, misses=1, fills=1),
+                [
+                    ("async_plain_get", "AsyncSession.get (asyncpg)", self.read_pks),
+                    ("async_miss", "AsyncCachedSession.get, evicted", self.miss_pks),
+                ],
+                async_expecting_group(
+                    async_interleaved([(plain_get, None), (cached_get, evict)], settings.gc_off),
+                    hits=0,
+                    misses=1,
+                    fills=1,
+                ),
             ),
         ]
         per_round = CONCURRENCY * settings.per_task
@@ -662,16 +777,19 @@ class Benchmark:
             ("async_hit_x50", f"{CONCURRENCY} tasks: AsyncCachedSession.get hits", rate(cached_get)),
         ]
         steps: list[Callable[[], Awaitable[None]]] = []
-        for name, what, pool, run in timed:
-            series = self.series[name] = Series(name, what, pool)
-            steps.append(self._series_step(series, run))
+        for cases, run in timed:
+            members = []
+            for name, what, pool in cases:
+                members.append(Series(name, what, pool))
+                self.series[name] = members[-1]
+            steps.append(self._group_step(members, run))
         for name, what, measure in rates:
             meter = self.rates[name] = Rate(name, what, self.read_pks)
             steps.append(self._rate_step(meter, measure, per_round))
         try:
             progress(f"async: warm-up, then {settings.rounds} rounds")
-            for _, _, pool, run in timed:
-                await run(pool[: settings.warmup_ops])
+            for cases, run in timed:
+                await run([pool[: settings.warmup_ops] for _, _, pool in cases])
             for _, _, measure in rates:
                 await measure(self.read_pks[:per_round])
             for round_index in range(settings.rounds):
@@ -683,9 +801,11 @@ class Benchmark:
             SQLModelCache.reset()
             await client.aclose()
 
-    def _series_step(self, series: Series, run: AsyncBlock) -> Callable[[], Awaitable[None]]:
+    def _group_step(self, members: list[Series], run: AsyncGroup) -> Callable[[], Awaitable[None]]:
         async def step() -> None:
-            series.record(await run(series.next_pks(self.settings.ops)))
+            samples = await run([series.next_pks(self.settings.ops) for series in members])
+            for series, taken in zip(members, samples, strict=True):
+                series.record(taken)
 
         return step
 

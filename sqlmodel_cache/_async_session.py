@@ -56,6 +56,20 @@ class AsyncCachedSession(AsyncSession):
 
     sync_session_class: type[Session] = AsyncTrackedSession
 
+    async def close(self) -> None:
+        if not self.sync_session.in_transaction():
+            # No transaction, so no connection to roll back or return: a session that only
+            # served cache hits closes without a greenlet hop or a task.
+            self.sync_session.close()
+            return
+        await super().close()
+
+    async def __aexit__(self, type_: Any, value: Any, traceback: Any) -> None:
+        if not self.sync_session.in_transaction():
+            self.sync_session.close()
+            return
+        await super().__aexit__(type_, value, traceback)
+
     async def get(
         self,
         entity: _EntityBindKey[_O],

@@ -339,7 +339,10 @@ class RedisSyncTransport(_Guard):
             return
         breaker = self.enter("delete")
         try:
-            self._redis.delete(*keys)
+            if self._connections is not None:
+                self._call(_packed(b"DEL", *(key.encode() for key in keys)))
+            else:  # a cluster client groups the keys by node: one round trip per node
+                self._redis.delete(*keys)
         except RedisError as exc:
             self.failed(exc, "delete", breaker)
         breaker.success()
