@@ -449,11 +449,19 @@ class RedisAsyncTransport(_Guard):
     async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
         breaker = self.enter("fill", key)
         try:
-            stored = bool(await _bounded(self._fill_script(keys=[key], args=[lease, value, ttl_ms]), self.timeout))
+            stored = bool(await _bounded(self._fill(key, lease, value, ttl_ms), self.timeout))
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
         return stored
+
+    async def _fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> Any:
+        command = ("EVALSHA", self._fill_script.sha, 1, key, lease, value, ttl_ms)
+        try:
+            return await self.client.execute_command(*command)
+        except NoScriptError:  # a restarted or flushed server: load the script once more
+            await self.client.script_load(FILL_IF_LEASE_HELD)
+            return await self.client.execute_command(*command)
 
     async def lookup_many(
         self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int

@@ -355,3 +355,14 @@ def test_each_thread_uses_its_own_connection(
     assert errors == []
     assert stats.redis_errors == 0 and stats.corrupt_entries == 0
     assert stats.hits >= 8 * 600 - 3 * 8
+
+
+async def test_async_fill_survives_a_flushed_script_cache(
+    async_engine: AsyncEngine, async_real_redis: Any, stats: CacheStats
+) -> None:
+    await _seed_async(async_engine)
+    SQLModelCache.configure(transport=RedisAsyncTransport(async_real_redis))
+    assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+    await async_real_redis.script_flush()
+    assert (await _timed_async_get(async_engine, 2))[0] == "h2"
+    assert stats.fills == 2 and stats.redis_errors == 0
