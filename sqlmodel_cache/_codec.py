@@ -9,6 +9,7 @@ as its base type.
 from __future__ import annotations
 
 import datetime as dt
+import struct
 import uuid
 from decimal import Decimal
 from typing import Any, Final
@@ -26,6 +27,16 @@ DATETIME_CODE: Final = 5
 TIMEDELTA_CODE: Final = 6
 BIGINT_CODE: Final = 7
 ENUM_CODE: Final = 8
+# Datetimes in 8-byte microseconds rather than ISO text: a third of the size, no parsing.
+NAIVE_DATETIME_CODE: Final = 9  # microseconds since the epoch, as a wall clock
+OFFSET_DATETIME_CODE: Final = 10  # UTC microseconds, then the fixed offset in seconds
+ZONED_DATETIME_CODE: Final = 11  # UTC microseconds, then the zone key
+
+_EPOCH: Final = dt.datetime(1970, 1, 1)
+_EPOCH_UTC: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+_MICROSECOND: Final = dt.timedelta(microseconds=1)
+_MICROS: Final = struct.Struct(">q")
+_MICROS_OFFSET: Final = struct.Struct(">qi")
 
 
 class DecodeError(Exception):
@@ -36,6 +47,22 @@ class EnumName(str):
     """An enum member's name, waiting for its column to turn it back into the member."""
 
     __slots__ = ()
+
+
+def _datetime_ext(value: dt.datetime) -> msgpack.ExtType:
+    zone = value.tzinfo
+    if zone is None:
+        if not value.fold:
+            return msgpack.ExtType(NAIVE_DATETIME_CODE, _MICROS.pack((value - _EPOCH) // _MICROSECOND))
+    elif type(zone) is ZoneInfo and zone.key:
+        micros = (value - _EPOCH_UTC) // _MICROSECOND
+        return msgpack.ExtType(ZONED_DATETIME_CODE, _MICROS.pack(micros) + zone.key.encode())
+    elif type(zone) is dt.timezone:
+        offset = zone.utcoffset(None)
+        if zone == dt.timezone(offset) and str(zone) == str(dt.timezone(offset)) and not offset.microseconds:
+            micros = (value - _EPOCH_UTC) // _MICROSECOND
+            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(micros, offset // dt.timedelta(seconds=1)))
+    return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
 
 
 def _datetime_text(value: dt.datetime) -> bytes:
@@ -54,7 +81,7 @@ def _to_ext(value: Any) -> msgpack.ExtType:
     if kind is uuid.UUID:
         return msgpack.ExtType(UUID_CODE, value.bytes)
     if kind is dt.datetime:
-        return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
+        return _datetime_ext(value)
     if kind is dt.date:
         return msgpack.ExtType(DATE_CODE, value.isoformat().encode())
     if kind is dt.time:
@@ -80,6 +107,15 @@ def _from_ext(code: int, data: bytes) -> Any:
         return Decimal(data.decode())
     if code == UUID_CODE:
         return uuid.UUID(bytes=data)
+    if code == OFFSET_DATETIME_CODE:
+        micros, offset = _MICROS_OFFSET.unpack(data)
+        zone = dt.timezone(dt.timedelta(seconds=offset))
+        return (_EPOCH_UTC + dt.timedelta(microseconds=micros)).astimezone(zone)
+    if code == NAIVE_DATETIME_CODE:
+        return _EPOCH + dt.timedelta(microseconds=_MICROS.unpack(data)[0])
+    if code == ZONED_DATETIME_CODE:
+        (micros,) = _MICROS.unpack_from(data)
+        return (_EPOCH_UTC + dt.timedelta(microseconds=micros)).astimezone(ZoneInfo(data[8:].decode()))
     if code == DATETIME_CODE:
         return _parse_datetime(data.decode())
     if code == DATE_CODE:

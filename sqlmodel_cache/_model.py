@@ -30,7 +30,7 @@ from ._errors import ConfigurationError
 __all__ = ["ModelInfo", "model_info"]
 
 # Bump when the stored layout changes: old entries then live under other keys.
-LAYOUT_VERSION: Final = 1
+LAYOUT_VERSION: Final = 2
 
 PkEncoder = Callable[[Any], "str | None"]
 

@@ -575,3 +575,21 @@ def test_property_composite_keys_never_collide(first: tuple[str, int], second: t
     assert (first_part == second_part) == (first == second)
     entry, _ = entry_for(info, {"org": first[0], "user_id": first[1], "role": "r"})
     assert (info.decode_row(entry, second_part) is not None) == (first == second)
+
+
+def test_datetimes_are_stored_compactly() -> None:
+    """A datetime costs a fixed-size binary field, not its ISO text (the entry stays small)."""
+    import datetime as dt
+    from zoneinfo import ZoneInfo
+
+    from sqlmodel_cache import _codec
+
+    naive = dt.datetime(2024, 5, 6, 7, 8, 9, 123456)
+    utc = naive.replace(tzinfo=dt.timezone.utc)
+    zoned = dt.datetime(2024, 11, 3, 1, 30, fold=1, tzinfo=ZoneInfo("America/New_York"))
+    for value in (naive, utc, zoned):
+        packed = _codec.pack([value])
+        assert len(packed) < len(value.isoformat()), (value, len(packed))
+        (back,) = _codec.unpack(packed)
+        assert back == value and type(back.tzinfo) is type(value.tzinfo)
+        assert back.utcoffset() == value.utcoffset() and back.fold == value.fold
