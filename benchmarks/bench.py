@@ -129,30 +129,6 @@ def make_rows(model: Any, count: int) -> list[Any]:
 # --- timing ----------------------------------------------------------------------------
 
 
-def timed_block(op: SyncOp, prepare: SyncOp | None, gc_off: bool) -> SyncBlock:
-    """Time ``op(pk)`` once per primary key; ``prepare(pk)`` runs before each, untimed."""
-
-    def block(pks: list[int]) -> list[int]:
-        clock = time.perf_counter_ns
-        samples: list[int] = []
-        if len(pks) > 1:  # a one-operation request (interleaved children) must stay cheap
-            gc.collect()
-        if gc_off:
-            gc.disable()
-        try:
-            for pk in pks:
-                if prepare is not None:
-                    prepare(pk)
-                start = clock()
-                op(pk)
-                samples.append(clock() - start)
-        finally:
-            gc.enable()
-        return samples
-
-    return block
-
-
 SyncGroup = Callable[[list[list[int]]], list[list[int]]]
 AsyncGroup = Callable[[list[list[int]]], Awaitable[list[list[int]]]]
 
@@ -168,7 +144,8 @@ def interleaved(steps: Sequence[tuple[SyncOp, SyncOp | None]], gc_off: bool) -> 
     def group(pk_lists: list[list[int]]) -> list[list[int]]:
         clock = time.perf_counter_ns
         samples: list[list[int]] = [[] for _ in steps]
-        gc.collect()
+        if len(pk_lists[0]) > 1:  # a one-operation request (interleaved children) must stay cheap
+            gc.collect()
         if gc_off:
             gc.disable()
         try:
@@ -208,23 +185,17 @@ def async_interleaved(steps: Sequence[tuple[AsyncOp, AsyncOp | None]], gc_off: b
     return group
 
 
+def timed_block(op: SyncOp, prepare: SyncOp | None, gc_off: bool) -> SyncBlock:
+    """Time ``op(pk)`` once per primary key; ``prepare(pk)`` runs before each, untimed."""
+    group = interleaved([(op, prepare)], gc_off)
+    return lambda pks: group([pks])[0]
+
+
 def async_timed_block(op: AsyncOp, prepare: AsyncOp | None, gc_off: bool) -> AsyncBlock:
+    group = async_interleaved([(op, prepare)], gc_off)
+
     async def block(pks: list[int]) -> list[int]:
-        clock = time.perf_counter_ns
-        samples: list[int] = []
-        gc.collect()
-        if gc_off:
-            gc.disable()
-        try:
-            for pk in pks:
-                if prepare is not None:
-                    await prepare(pk)
-                start = clock()
-                await op(pk)
-                samples.append(clock() - start)
-        finally:
-            gc.enable()
-        return samples
+        return (await group([pks]))[0]
 
     return block
 

@@ -119,9 +119,10 @@ def _start_redis_process(port: int, directory: Path) -> subprocess.Popen[bytes]:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[RedisServer]:
+def redis_server(port: int | None = None) -> Iterator[RedisServer]:
+    """A redis-server on ``port`` (a free one by default), removed with its files on exit."""
     directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-redis-"))
-    port = free_port()
+    port = port if port is not None else free_port()
     server = RedisServer(port=port, process=_start_redis_process(port, directory), directory=directory)
     try:
         yield server

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -109,35 +108,13 @@ def test_breaker_opens_then_closes_by_itself(sqlite_engine: sa.Engine, stats: Ca
     assert stats.redis_errors == errors, "Redis was called while the circuit was open"
     assert stats.breaker_skips >= 10
 
-    with _redis_on(port):
+    with redis_server(port):  # on the port the transport already points at
         time.sleep(0.6)  # the cool-down passes; the next lookup is the probe
         assert timed_get(sqlite_engine, 1)[0] == "h1"
         assert SQLModelCache.stats().breaker_state == "closed"
         assert timed_get(sqlite_engine, 1)[0] == "h1"
         assert stats.hits == 1, "the cache is used again without a restart"
     assert SQLModelCache.stats().breaker_trips == 1
-
-
-def _redis_on(port: int) -> Any:
-    """redis-server on a chosen port (the one the transport already points at)."""
-    import contextlib
-    import shutil
-    import tempfile
-    from pathlib import Path
-
-    from .servers import RedisServer, _start_redis_process
-
-    @contextlib.contextmanager
-    def run() -> Iterator[RedisServer]:
-        directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-redis-"))
-        server = RedisServer(port=port, process=_start_redis_process(port, directory), directory=directory)
-        try:
-            yield server
-        finally:
-            server.kill()
-            shutil.rmtree(directory, ignore_errors=True)
-
-    return run()
 
 
 def test_failed_eviction_is_kept_and_replayed_before_the_next_read(sqlite_engine: sa.Engine, stats: CacheStats) -> None:
