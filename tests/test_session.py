@@ -414,3 +414,18 @@ def test_explicit_eviction_rejects_bad_input(any_redis: redis.Redis) -> None:
         SQLModelCache.evict(Membership, "only-one-part")
     with pytest.raises(ConfigurationError, match="aevict"):
         asyncio.run(SQLModelCache.aevict(Hero, 1))
+
+
+def test_autoflushed_changes_are_evicted_on_commit(engine: sa.Engine, r: redis.Redis) -> None:
+    add(engine, Hero(id=1, name="old"), Hero(id=2, name="two"))
+    with CachedSession(engine) as session:
+        session.get(Hero, 1)
+    with CachedSession(engine) as session:
+        hero = session.get(Hero, 1)
+        assert hero is not None
+        hero.name = "autoflushed"
+        session.exec(select(Hero).where(Hero.id == 2)).all()  # this query autoflushes the change
+        assert not session.dirty
+        session.commit()
+    with CachedSession(engine) as session:
+        assert session.get(Hero, 1).name == "autoflushed"  # type: ignore[union-attr]
