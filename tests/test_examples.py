@@ -36,6 +36,7 @@ def test_demo_on_embedded_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "get(Hero, 1).age == 31" in out
     assert "get(Hero, 2) is None" in out
     assert "hits=" in out and "redis_errors=0" in out
+    assert "async get(Hero, 3)" in out and "async commit:   get(Hero, 3).age == 49" in out
 
 
 def test_demo_on_real_servers(redis_proc: RedisServer, postgres_proc: PostgresServer) -> None:
@@ -55,3 +56,4 @@ def test_demo_on_real_servers(redis_proc: RedisServer, postgres_proc: PostgresSe
     assert "postgresql+psycopg" in out
     assert "get(Hero, 1).age == 31" in out
     assert "redis_errors=0" in out
+    assert "async commit:   get(Hero, 3).age == 49" in out
