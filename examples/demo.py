@@ -16,6 +16,7 @@ import asyncio
 import os
 import tempfile
 import time
+from functools import partial
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -79,8 +80,8 @@ async def async_tour(database_url: str, client: Any) -> None:
     SQLModelCache.configure(transport=RedisAsyncTransport(client), default_ttl=300)
     engine = create_async_engine(database_url.replace("sqlite://", "sqlite+aiosqlite://", 1))
     for pk in (1, 3):
-        hero, first_us = await atimed(lambda pk=pk: aload(engine, pk))
-        _, hit_us = await atimed(lambda pk=pk: aload(engine, pk))
+        hero, first_us = await atimed(partial(aload, engine, pk))
+        _, hit_us = await atimed(partial(aload, engine, pk))
         assert hero is not None
         print(f"async get(Hero, {pk}) {hero.name:<11} first {first_us:8.1f} µs   hit {hit_us:8.1f} µs")
     async with AsyncCachedSession(engine) as session:
@@ -117,8 +118,8 @@ def main() -> None:
         session.commit()
 
     for pk in (1, 2, 3):
-        hero, miss_us = timed(lambda pk=pk: load(engine, pk))
-        _, hit_us = timed(lambda pk=pk: load(engine, pk))
+        hero, miss_us = timed(partial(load, engine, pk))
+        _, hit_us = timed(partial(load, engine, pk))
         assert hero is not None
         print(f"get(Hero, {pk}) {hero.name:<11} miss {miss_us:8.1f} µs   hit {hit_us:8.1f} µs")
 
