@@ -16,8 +16,8 @@ import asyncio
 import os
 import tempfile
 import time
-from functools import partial
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
