@@ -64,6 +64,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy>=1.11", "msgpack-types>=0.5")
     session.run("mypy")
+    session.run("mypy", "--strict", "examples", "benchmarks")
 
 
 @nox.session(python=PYTHON)
