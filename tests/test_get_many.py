@@ -212,3 +212,20 @@ async def test_async_get_many_redis_down(async_engine: AsyncEngine) -> None:
     async with AsyncCachedSession(async_engine) as session:
         assert [h.name if h else None for h in await session.get_many(Hero, [1, 2])] == ["h1", None]
     await client.aclose()
+
+
+def test_another_readers_lease_means_database_and_no_fill(
+    engine: sa.Engine, transport: CountingTransport, any_redis: redis.Redis, stats: CacheStats
+) -> None:
+    from sqlmodel_cache._core import key_for_pk
+    from sqlmodel_cache._model import model_info
+
+    seed(engine, 2)
+    info = model_info(Hero)
+    assert info is not None
+    key = key_for_pk(info, "sqlmodelcache", "1")
+    any_redis.set(key, b"\x00lease:someone-else", px=5000)
+    with CachedSession(engine) as session:
+        assert [h.name for h in session.get_many(Hero, [1, 2]) if h] == ["h1", "h2"]
+    assert any_redis.get(key) == b"\x00lease:someone-else"  # the other reader's lease is untouched
+    assert stats.fills == 1 and stats.fills_skipped_lease_busy == 1
