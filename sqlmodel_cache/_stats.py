@@ -18,7 +18,11 @@ WARNING_INTERVAL_S: Final = 10.0
 
 @dataclass(slots=True)
 class CacheStats:
-    """Counts since start-up (or the last ``SQLModelCache.reset()``)."""
+    """Counts since start-up (or the last ``SQLModelCache.reset()``).
+
+    Updated without locks, to keep them off the hot path: under many threads a rare
+    increment may be lost.
+    """
 
     hits: int = 0
     misses: int = 0

@@ -429,3 +429,13 @@ def test_autoflushed_changes_are_evicted_on_commit(engine: sa.Engine, r: redis.R
         session.commit()
     with CachedSession(engine) as session:
         assert session.get(Hero, 1).name == "autoflushed"  # type: ignore[union-attr]
+
+
+def test_get_one_goes_through_the_cache(engine: sa.Engine, r: redis.Redis, stats: CacheStats) -> None:
+    add(engine, Hero(id=1, name="one"))
+    for _ in range(2):
+        with CachedSession(engine) as session:
+            assert session.get_one(Hero, 1).name == "one"
+    assert stats.hits == 1
+    with CachedSession(engine) as session, pytest.raises(sa.exc.NoResultFound):
+        session.get_one(Hero, 404)
