@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import msgpack
 from sqlalchemy import Column, Table, inspect
-from sqlalchemy.orm import ColumnProperty, Mapper, Session, make_transient_to_detached
+from sqlalchemy.orm import ColumnProperty, Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.types import Enum as SAEnum
@@ -163,12 +163,6 @@ class ModelInfo:
             return [state_dict[self.attr_keys[i]] for i in self.pk_positions]
         except KeyError:
             return None
-
-    def build_instance(self, values: list[Any]) -> Any:
-        """A detached instance that looks freshly loaded: no history, unloaded attributes expired."""
-        instance = self._new_instance(values)
-        make_transient_to_detached(instance)
-        return instance
 
     def load_into(self, session: Session, values: list[Any]) -> Any:
         """A persistent instance of ``session``, made the way SQLAlchemy's loader makes one.
