@@ -288,7 +288,3 @@ def model_info(cls: type) -> ModelInfo | None:
     with _infos_lock:
         _infos[cls] = info
     return info
-
-
-def info_for_state(state: InstanceState[Any]) -> ModelInfo | None:
-    return model_info(state.class_)
