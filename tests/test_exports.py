@@ -55,3 +55,41 @@ def test_transport_module_exports() -> None:
 def test_py_typed_is_shipped_in_the_package() -> None:
     marker = resources.files("sqlmodel_cache") / "py.typed"
     assert marker.is_file()
+
+
+def test_the_base_install_works_without_the_async_extra() -> None:
+    """Without greenlet (no ``[async]`` extra) the sync API works and the async one says why not."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+sys.modules["greenlet"] = None  # as if the async extra were not installed
+import fakeredis, sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+import sqlmodel_cache
+from sqlmodel_cache import CacheConfig, CachedSession, SQLModelCache
+from sqlmodel_cache.transport import RedisSyncTransport
+
+class Thing(SQLModel, table=True):
+    __cache_config__ = CacheConfig()
+    id: int = Field(primary_key=True)
+
+engine = sa.create_engine("sqlite://")
+SQLModel.metadata.create_all(engine)
+SQLModelCache.configure(transport=RedisSyncTransport(fakeredis.FakeRedis()))
+with CachedSession(engine) as session:
+    session.add(Thing(id=1))
+    session.commit()
+for _ in range(2):
+    with CachedSession(engine) as session:
+        assert session.get(Thing, 1) is not None
+assert SQLModelCache.stats().hits == 1
+try:
+    sqlmodel_cache.AsyncCachedSession
+except ImportError as error:
+    print(error)
+"""
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert 'pip install "sqlmodel-cache[async]"' in result.stdout
