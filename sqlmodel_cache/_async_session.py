@@ -93,6 +93,8 @@ class AsyncCachedSession(AsyncSession):
             session_name="AsyncCachedSession",
         )
         if lookup is None:
+            if with_for_update not in (None, False) and populate_existing is None:
+                populate_existing = True  # a row read under lock must not be an older copy
             return await super().get(
                 entity,
                 ident,

@@ -57,6 +57,8 @@ class CachedSession(Session):
             session_name="CachedSession",
         )
         if lookup is None:
+            if with_for_update not in (None, False) and populate_existing is None:
+                populate_existing = True  # a row read under lock must not be an older copy
             return super().get(
                 entity,
                 ident,

@@ -220,3 +220,14 @@ async def test_uuid_keys_and_values_fill_and_hit(
             token = await session.get(Token, token_id)
             assert token is not None and token.id == token_id and token.label == "t"
     assert stats.fills == 1 and stats.hits == 1
+
+
+async def test_async_with_for_update_refreshes(async_engine: AsyncEngine, async_redis: Any) -> None:
+    await add(async_engine, Hero(id=1, name="old"))
+    async with AsyncCachedSession(async_engine) as session:
+        hero = await session.get(Hero, 1)
+        assert hero is not None
+        async with async_engine.begin() as conn:
+            await conn.execute(sa.text("UPDATE hero SET name = 'locked' WHERE id = 1"))
+        locked = await session.get(Hero, 1, with_for_update=True)
+        assert locked is hero and hero.name == "locked"

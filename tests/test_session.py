@@ -439,3 +439,14 @@ def test_get_one_goes_through_the_cache(engine: sa.Engine, r: redis.Redis, stats
     assert stats.hits == 1
     with CachedSession(engine) as session, pytest.raises(sa.exc.NoResultFound):
         session.get_one(Hero, 404)
+
+
+def test_with_for_update_reads_the_database_and_refreshes(engine: sa.Engine, r: redis.Redis) -> None:
+    add(engine, Hero(id=1, name="old"))
+    with CachedSession(engine) as session:
+        hero = session.get(Hero, 1)
+        assert hero is not None
+        with engine.begin() as conn:  # a write the session cannot see
+            conn.execute(sa.text("UPDATE hero SET name = 'locked' WHERE id = 1"))
+        locked = session.get(Hero, 1, with_for_update=True)
+        assert locked is hero and hero.name == "locked"
