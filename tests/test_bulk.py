@@ -164,3 +164,15 @@ async def test_async_bulk_update_and_delete(async_engine: AsyncEngine, async_red
     async with AsyncCachedSession(async_engine) as session:
         assert (await session.get(Hero, 1)).name == "A"  # type: ignore[union-attr]
         assert await session.get(Hero, 2) is None
+
+
+def test_bulk_update_with_its_own_returning_through_scalars(engine: sa.Engine, r: redis.Redis) -> None:
+    seed(engine)
+    warm(engine, 1, 2, 3)
+    with CachedSession(engine) as session:
+        changed = session.scalars(update(Hero).where(Hero.id >= 2).values(name="ret").returning(Hero.id)).all()
+        assert sorted(changed) == [2, 3, 4]  # the caller's RETURNING is untouched
+        session.commit()
+    assert cached_pks(r) == {1}
+    with CachedSession(engine) as session:
+        assert session.get(Hero, 2).name == "ret"  # type: ignore[union-attr]
