@@ -13,13 +13,20 @@ order, so drift affects all cases alike):
 * ``hit`` / ``miss``: ``CachedSession(engine).get()``, the entry cached / evicted just before
   (the eviction is not timed).
 * ``rmw_*``: a new session, ``get()``, change one column, ``commit()``.
+* ``many_hit`` / ``many_miss``: ``CachedSession(engine).get_many()`` of 100 rows, all cached /
+  all evicted just before (untimed), against ``hit_with_many`` (one cached ``get()``), and
+  against ``plain_select_in`` (a plain ``SELECT ... WHERE id IN`` of the same 100 rows) and
+  ``rtt_with_many``; these run fewer operations per round (``--many-ops``).
 * ``async_*``: the same with ``AsyncCachedSession``, ``redis.asyncio`` and asyncpg, and the
   throughput of 50 concurrent tasks.
+* ``cluster_floor`` / ``cluster_hit``: ``floor`` and ``hit`` again on a Redis Cluster of three
+  masters (``redis.cluster.RedisCluster``), in a phase of their own after the others,
+  interleaved with ``floor_with_cluster`` (the single server's ``floor`` once more).
 
 It also reports the Redis memory of one entry, and checks the cache counters around every
 timed block, so that a "hit" that was not a hit fails the run. Usage::
 
-    python benchmarks/bench.py [--rounds N] [--ops N] [--rows N] [--no-gc] [--quick] [--json PATH]
+    python benchmarks/bench.py [--rounds N] [--ops N] [--many-ops N] [--rows N] [--no-gc] [--quick] [--json PATH]
 """
 
 from __future__ import annotations
@@ -46,21 +53,30 @@ from typing import Any
 
 import msgpack
 import redis
+import redis.cluster
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_JSON = Path("benchmarks") / "results" / "latest.json"
 TABLE = "bench_row"
 FLOOR_PREFIX = "bench:floor:"
 CONCURRENCY = 50
+# Rows per get_many() call; the read rows must hold this many.
+MANY = 100
+CLUSTER_MASTERS = 3
 # Targets from the specification.
 HIT_LIMIT = 1.5
 MISS_MARGIN = 1.15
+MANY_HIT_LIMIT = 3.0
+MANY_MISS_RTTS = 3
 # "No slower" and "the same" are judged with these tolerances for run-to-run noise.
 RMW_TOLERANCE = 0.03
 PLAIN_TOLERANCE = 0.05
+MANY_MISS_TOLERANCE = 0.03
+# The cluster hit is compared with the single-server hit of another phase, not interleaved.
+CLUSTER_TOLERANCE = 0.10
 
 SyncOp = Callable[[int], object]
 SyncBlock = Callable[[list[int]], list[int]]
@@ -76,8 +92,10 @@ class BenchmarkError(RuntimeError):
 class Settings:
     rounds: int
     ops: int
+    many_ops: int
     rows: int
     warmup_ops: int
+    many_warmup_ops: int
     per_task: int
     gc_off: bool
 
@@ -278,6 +296,21 @@ class Rate:
 
     def summary(self) -> dict[str, Any]:
         return {"what": self.what, "median_ops_per_s": self.median, "rounds_ops_per_s": self.rounds}
+
+
+@dataclass(frozen=True)
+class CaseGroup:
+    """Cases timed together, interleaved; the operations each runs per round and to warm up."""
+
+    members: list[Series]
+    run: SyncGroup
+    ops: int
+    warmup_ops: int
+
+    def run_round(self) -> None:
+        samples = self.run([series.next_pks(self.ops) for series in self.members])
+        for series, taken in zip(self.members, samples, strict=True):
+            series.record(taken)
 
 
 def rotated(items: Sequence[Any], round_index: int) -> list[Any]:
@@ -507,16 +540,23 @@ class Benchmark:
         self.rmw_plain_pks = pks[7 * tenth : 8 * tenth]
         self.rmw_cached_pks = pks[8 * tenth : 9 * tenth]
         self.rmw_cold_pks = pks[9 * tenth :]
+        # get_many() batches: MANY distinct read rows each, a window that moves one row per batch.
+        count = len(self.read_pks)
+        if count < MANY:
+            raise BenchmarkError(f"get_many() needs {MANY} read rows, the table gives {count}")
+        self.many_batches = [[self.read_pks[(start + i) % count] for i in range(MANY)] for start in range(count)]
         self.library_keys: dict[int, bytes] = {}
         self.floor_keys: dict[int, bytes] = {}
         self.series: dict[str, Series] = {}
         self.rates: dict[str, Rate] = {}
         self.notes: list[str] = [
-            "x floor / x plain: ratios to floor and plain_get (async: async_floor, async_plain_get), "
-            "all measured in this process",
+            "x floor / x plain: ratios to floor and plain_get (async: async_floor, async_plain_get; "
+            "cluster: cluster_floor, plain_get), all measured in this process",
             "plain_get_unimported and plain_get_configured ran in two child processes, identical "
             "except that the second imported and configured sqlmodel-cache (a fresh pair each round)",
             "targets: the median over rounds of the ratio within each round ('rounds' is its range)",
+            f"many_*: one get_many() of {MANY} distinct read rows in a new session; hit_with_many and "
+            "rtt_with_many are hit and rtt again, interleaved with the get_many() cases",
         ]
 
     # setup
@@ -537,8 +577,12 @@ class Benchmark:
 
         SQLModelCache.configure(transport=RedisSyncTransport(self.client))
 
-    def fill_read_rows(self) -> None:
-        """Cache every row the read cases use and copy each entry's bytes to a floor key."""
+    def fill_read_rows(self, client: redis.Redis | redis.cluster.RedisCluster) -> None:
+        """Cache every row the read cases use and copy each entry's bytes to a floor key.
+
+        ``client`` is on the server the configured transport uses; the keys are found on the
+        single server (the first call), and have the same names on the cluster.
+        """
         from sqlmodel_cache import CachedSession, SQLModelCache
 
         before = SQLModelCache.stats()
@@ -546,22 +590,24 @@ class Benchmark:
             with CachedSession(self.engine) as session:
                 session.get(self.model, pk)
         check_counters(before, SQLModelCache.stats(), {"fills": 1}, len(self.read_pks))
-        for key in self.client.scan_iter(match=f"*:{TABLE}:*", count=1000):
-            self.library_keys[int(key.rsplit(b":", 1)[1])] = key
+        if not self.library_keys:
+            for key in self.client.scan_iter(match=f"*:{TABLE}:*", count=1000):
+                self.library_keys[int(key.rsplit(b":", 1)[1])] = key
         for pk in self.read_pks:
             floor_key = f"{FLOOR_PREFIX}{pk}".encode()
-            value = self.client.get(self.library_keys[pk])
-            assert isinstance(value, bytes)
-            self.client.set(floor_key, value)
+            value = client.get(self.library_keys[pk])
+            if not isinstance(value, bytes):
+                raise BenchmarkError(f"row {pk} was filled but its entry is not in Redis")
+            client.set(floor_key, value)
             self.floor_keys[pk] = floor_key
 
     # sync cases
 
-    def sync_cases(self, children: ChildPair) -> list[tuple[list[Series], SyncGroup]]:
+    def sync_cases(self, children: ChildPair) -> list[CaseGroup]:
         from sqlmodel_cache import CachedSession, SQLModelCache
 
-        engine, model, client, gc_off = self.engine, self.model, self.client, self.settings.gc_off
-        unpackb, floor_keys = msgpack.unpackb, self.floor_keys
+        settings, engine, model, client = self.settings, self.engine, self.model, self.client
+        gc_off, unpackb, floor_keys, batches = settings.gc_off, msgpack.unpackb, self.floor_keys, self.many_batches
         redis_get: Callable[[bytes], bytes] = client.get  # type: ignore[assignment]
 
         def floor(pk: int) -> None:
@@ -580,6 +626,18 @@ class Benchmark:
 
         def evict(pk: int) -> None:
             SQLModelCache.evict(model, pk)
+
+        # The get_many() cases take the index of a batch of MANY primary keys.
+        def cached_get_many(index: int) -> None:
+            with CachedSession(engine) as session:
+                session.get_many(model, batches[index])
+
+        def evict_many(index: int) -> None:
+            SQLModelCache.evict(model, *batches[index])
+
+        def plain_select_in(index: int) -> None:
+            with Session(engine) as session:
+                session.exec(select(model).where(model.id.in_(batches[index]))).all()
 
         def rmw(session_class: type[Session]) -> SyncOp:
             def op(pk: int) -> None:
@@ -642,13 +700,43 @@ class Benchmark:
                 alone(expecting(block(rmw(CachedSession), evict), hits=0, misses=1, fills=1, invalidations=2)),
             ),
         ]
+        # get_many() of MANY rows costs a few single reads: these groups run fewer operations.
+        batch_indexes = list(range(len(batches)))
+        many_groups: list[tuple[list[tuple[str, str, list[int]]], SyncGroup]] = [
+            (
+                [
+                    ("many_hit", f"CachedSession.get_many, {MANY} rows cached", batch_indexes),
+                    ("hit_with_many", "CachedSession.get, cached (as many_hit)", self.read_pks),
+                ],
+                expecting_group(
+                    interleaved([(cached_get_many, None), (cached_get, None)], gc_off), hits=MANY + 1, misses=0
+                ),
+            ),
+            (
+                [
+                    ("many_miss", f"CachedSession.get_many, {MANY} rows evicted", batch_indexes),
+                    ("plain_select_in", f"Session SELECT ... IN, {MANY} rows", batch_indexes),
+                    ("rtt_with_many", "raw PING (as many_miss)", self.read_pks),
+                ],
+                expecting_group(
+                    interleaved([(cached_get_many, evict_many), (plain_select_in, None), (rtt, None)], gc_off),
+                    hits=0,
+                    misses=MANY,
+                    fills=MANY,
+                ),
+            ),
+        ]
         result = []
-        for cases, run in groups:
-            members = []
-            for name, what, pool in cases:
-                self.series[name] = Series(name, what, pool)
-                members.append(self.series[name])
-            result.append((members, run))
+        for kind, ops, warmup_ops in (
+            (groups, settings.ops, settings.warmup_ops),
+            (many_groups, settings.many_ops, settings.many_warmup_ops),
+        ):
+            for cases, run in kind:
+                members = []
+                for name, what, pool in cases:
+                    self.series[name] = Series(name, what, pool)
+                    members.append(self.series[name])
+                result.append(CaseGroup(members, run, ops, warmup_ops))
         return result
 
     def run_sync(self) -> None:
@@ -657,18 +745,18 @@ class Benchmark:
         cases = self.sync_cases(children)
         warmup_pks = self.read_pks[: settings.warmup_ops]
         try:
-            progress(f"sync: warm-up, then {settings.rounds} rounds of {settings.ops} operations per case")
+            progress(
+                f"sync: warm-up, then {settings.rounds} rounds of {settings.ops} operations per case"
+                f" ({settings.many_ops} per get_many case)"
+            )
             children.start(warmup_pks)
-            for members, run in cases:
-                run([series.next_pks(settings.warmup_ops) for series in members])
+            for group in cases:
+                group.run([series.next_pks(group.warmup_ops) for series in group.members])
             children.stop()
             for round_index in range(settings.rounds):
                 children.start(warmup_pks)
-                for members, run in rotated(cases, round_index):
-                    for series, samples in zip(
-                        members, run([series.next_pks(settings.ops) for series in members]), strict=True
-                    ):
-                        series.record(samples)
+                for group in rotated(cases, round_index):
+                    group.run_round()
                 children.stop()
                 progress(f"  sync round {round_index + 1}/{settings.rounds} done")
         finally:
@@ -789,6 +877,68 @@ class Benchmark:
 
         return step
 
+    # cluster cases
+
+    def run_cluster(self) -> None:
+        """``floor`` and ``hit`` again, on a Redis Cluster (sync only), then the configuration reset.
+
+        The single server's ``floor`` runs interleaved with them, so that the cluster client's
+        own cost is measured within this phase.
+        """
+        from sqlmodel_cache import CachedSession, SQLModelCache
+        from sqlmodel_cache.transport import RedisSyncTransport
+        from tests.servers import redis_cluster
+
+        settings, engine, model, floor_keys = self.settings, self.engine, self.model, self.floor_keys
+        progress(f"cluster: starting {CLUSTER_MASTERS} masters")
+        with redis_cluster(CLUSTER_MASTERS) as cluster:
+            host, port = cluster.startup
+            client = redis.cluster.RedisCluster(host=host, port=port)
+            SQLModelCache.reset()
+            SQLModelCache.configure(transport=RedisSyncTransport(client))
+            try:
+                self.fill_read_rows(client)
+                unpackb = msgpack.unpackb
+                cluster_get: Callable[[bytes], bytes] = client.get  # type: ignore[assignment]
+                single_get: Callable[[bytes], bytes] = self.client.get  # type: ignore[assignment]
+
+                def floor(pk: int) -> None:
+                    unpackb(cluster_get(floor_keys[pk]))
+
+                def single_floor(pk: int) -> None:
+                    unpackb(single_get(floor_keys[pk]))
+
+                def cached_get(pk: int) -> None:
+                    with CachedSession(engine) as session:
+                        session.get(model, pk)
+
+                members = []
+                for name, what in (
+                    ("cluster_floor", "raw cluster GET + msgpack.unpackb"),
+                    ("cluster_hit", "CachedSession.get, cached, on the cluster"),
+                    ("floor_with_cluster", "raw GET + msgpack.unpackb, single server (as cluster_*)"),
+                ):
+                    self.series[name] = Series(name, what, self.read_pks)
+                    members.append(self.series[name])
+                group = CaseGroup(
+                    members,
+                    expecting_group(
+                        interleaved([(floor, None), (cached_get, None), (single_floor, None)], settings.gc_off),
+                        hits=1,
+                        misses=0,
+                    ),
+                    settings.ops,
+                    settings.warmup_ops,
+                )
+                progress(f"cluster: warm-up, then {settings.rounds} rounds")
+                group.run([series.next_pks(group.warmup_ops) for series in members])
+                for round_index in range(settings.rounds):
+                    group.run_round()
+                    progress(f"  cluster round {round_index + 1}/{settings.rounds} done")
+            finally:
+                SQLModelCache.reset()
+                client.close()
+
     # memory
 
     def memory(self) -> dict[str, Any]:
@@ -852,16 +1002,18 @@ class Benchmark:
             self.load_table()
             self.configure_sync()
             try:
-                self.fill_read_rows()
+                self.fill_read_rows(self.client)
                 self.run_sync()
             finally:
                 SQLModelCache.reset()
             asyncio.run(self.run_async())
+            self.run_cluster()
             memory = self.memory()
             versions = self.versions()
         finally:
             self.engine.dispose()
             self.client.close()
+        cluster = self.cluster_summary()
         return {
             "versions": versions,
             "cases": self.case_table(),
@@ -869,31 +1021,45 @@ class Benchmark:
             "throughput_ratio_hit_to_floor": self.rates["async_hit_x50"].median / self.rates["async_floor_x50"].median,
             "memory": memory,
             "targets": self.targets(),
+            "cluster": cluster,
             "notes": self.notes,
         }
 
     def case_table(self) -> dict[str, dict[str, Any]]:
         table = {}
         for name, series in self.series.items():
-            prefix = "async_" if name.startswith("async_") else ""
+            phase = next((p for p in ("async_", "cluster_") if name.startswith(p)), "")
             summary = series.summary()
-            summary["ratio_to_floor"] = series.median_us / self.series[f"{prefix}floor"].median_us
-            summary["ratio_to_plain"] = series.median_us / self.series[f"{prefix}plain_get"].median_us
+            summary["ratio_to_floor"] = series.median_us / self.series[f"{phase}floor"].median_us
+            plain = "async_plain_get" if phase == "async_" else "plain_get"
+            summary["ratio_to_plain"] = series.median_us / self.series[plain].median_us
             table[name] = summary
         return table
 
-    def targets(self) -> list[dict[str, Any]]:
-        def ratio(numerator: str, denominator: str, rtt: str | None = None) -> tuple[list[float], float]:
-            """The ratio within each round, and the ratio of the medians over all samples."""
-            top, bottom = self.series[numerator], self.series[denominator]
-            extra = self.series[rtt] if rtt is not None else None
-            pooled = bottom.median_us + (2 * extra.median_us if extra is not None else 0.0)
-            per_round = [
-                t / (b + (2 * extra.round_medians[i] if extra is not None else 0.0))
-                for i, (t, b) in enumerate(zip(top.round_medians, bottom.round_medians, strict=True))
-            ]
-            return per_round, top.median_us / pooled
+    def ratio(
+        self, numerator: str, denominator: str, rtt: str | None = None, rtts: int = 2
+    ) -> tuple[list[float], float]:
+        """The ratio within each round, and the ratio of the medians over all samples.
 
+        With ``rtt``, the denominator is ``denominator + rtts x rtt``.
+        """
+        top, bottom = self.series[numerator], self.series[denominator]
+        extra = self.series[rtt] if rtt is not None else None
+        pooled = bottom.median_us + (rtts * extra.median_us if extra is not None else 0.0)
+        per_round = [
+            t / (b + (rtts * extra.round_medians[i] if extra is not None else 0.0))
+            for i, (t, b) in enumerate(zip(top.round_medians, bottom.round_medians, strict=True))
+        ]
+        return per_round, top.median_us / pooled
+
+    def cross_phase_ratio(self, numerator: str, denominator: str) -> tuple[list[float], float]:
+        """As `ratio`, for cases of different phases: each round of one over all samples of the other."""
+        top, bottom = self.series[numerator], self.series[denominator]
+        pooled = statistics.median(bottom.samples)
+        return [t / pooled for t in top.round_medians], top.median_us / bottom.median_us
+
+    def targets(self) -> list[dict[str, Any]]:
+        ratio = self.ratio
         targets = []
         for prefix, label in (("", ""), ("async_", "async ")):
             targets.append(
@@ -918,7 +1084,50 @@ class Benchmark:
                 two_sided=True,
             )
         )
+        targets.append(
+            target(f"many_hit <= {MANY_HIT_LIMIT:g} x hit", *ratio("many_hit", "hit_with_many"), MANY_HIT_LIMIT)
+        )
+        targets.append(
+            target(
+                f"many_miss <= plain_select_in + {MANY_MISS_RTTS} rtt",
+                *ratio("many_miss", "plain_select_in", rtt="rtt_with_many", rtts=MANY_MISS_RTTS),
+                1.0,
+                tolerance=MANY_MISS_TOLERANCE,
+            )
+        )
+        targets.append(
+            target(
+                "cluster_hit <= hit (single server)",
+                *self.cross_phase_ratio("cluster_hit", "hit"),
+                1.0,
+                tolerance=CLUSTER_TOLERANCE,
+            )
+        )
         return targets
+
+    def cluster_summary(self) -> dict[str, float]:
+        """The cluster's hit against its own floor, and against the single server's figures."""
+        in_cluster = statistics.median(self.ratio("cluster_hit", "cluster_floor")[0])
+        single = statistics.median(self.ratio("hit", "floor")[0])
+        client = statistics.median(self.ratio("cluster_floor", "floor_with_cluster")[0])
+        # The single server's hit as this phase would have measured it: its floor here, times hit / floor.
+        adjusted = statistics.median(self.ratio("cluster_hit", "floor_with_cluster")[0]) / single
+        self.notes += [
+            f"cluster ({CLUSTER_MASTERS} masters, its own phase after the others): cluster_hit / cluster_floor"
+            f" {in_cluster:.2f} vs hit / floor {single:.2f} on the single server; the cluster client alone:"
+            f" cluster_floor / floor_with_cluster {client:.2f} (interleaved in the cluster phase)",
+            "cluster_hit <= hit: each cluster round's median over the median of all hit samples (the phases "
+            f"are not interleaved, hence the {CLUSTER_TOLERANCE:.0%} tolerance); within the cluster phase, "
+            f"(cluster_hit / floor_with_cluster) / (hit / floor) = {adjusted:.2f}",
+        ]
+        return {
+            "masters": CLUSTER_MASTERS,
+            "hit_to_floor": in_cluster,
+            "single_server_hit_to_floor": single,
+            "floor_to_single_server_floor": client,
+            "hit_to_single_server_hit": self.series["cluster_hit"].median_us / self.series["hit"].median_us,
+            "hit_to_single_server_hit_same_phase": adjusted,
+        }
 
 
 def target(
@@ -1001,29 +1210,37 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark sqlmodel-cache against its performance targets.")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 20; 2 with --quick)")
     parser.add_argument("--ops", type=int, help="timed operations per case per round (default 200; 20 with --quick)")
-    parser.add_argument("--rows", type=int, help="rows in the table (default 1000; 100 with --quick)")
+    parser.add_argument(
+        "--many-ops", type=int, help=f"the same for the get_many() cases of {MANY} rows (default 50; 5 with --quick)"
+    )
+    parser.add_argument(
+        "--rows", type=int, help=f"rows in the table (default 1000; {2 * MANY} with --quick; at least {2 * MANY})"
+    )
     parser.add_argument("--quick", action="store_true", help="a few operations only: a smoke run, not a measurement")
     parser.add_argument("--no-gc", action="store_true", help="disable the garbage collector inside timed loops")
     parser.add_argument("--json", type=Path, help=f"where to write every figure (default {DEFAULT_JSON})")
     parser.add_argument("--plain-worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--worker-redis", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    for name in ("rounds", "ops", "rows"):
+    for name in ("rounds", "ops", "many_ops", "rows"):
         value = getattr(args, name)
         if value is not None and value < 1:
-            parser.error(f"--{name} must be at least 1")
-    if args.rows is not None and args.rows < 10:
-        parser.error("--rows must be at least 10")
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.rows is not None and args.rows < 2 * MANY:
+        parser.error(f"--rows must be at least {2 * MANY}: half the rows are read rows, and get_many() reads {MANY}")
     return args
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
     ops = args.ops or (20 if args.quick else 200)
+    many_ops = args.many_ops or (5 if args.quick else 50)
     return Settings(
         rounds=args.rounds or (2 if args.quick else 20),
         ops=ops,
-        rows=args.rows or (100 if args.quick else 1000),
+        many_ops=many_ops,
+        rows=args.rows or (2 * MANY if args.quick else 1000),
         warmup_ops=max(ops // 4, 5),
+        many_warmup_ops=max(many_ops // 4, 2),
         per_task=2 if args.quick else 20,
         gc_off=args.no_gc,
     )
@@ -1056,8 +1273,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "settings": {
             "rounds": settings.rounds,
             "ops": settings.ops,
+            "many_ops": settings.many_ops,
+            "many_rows": MANY,
             "rows": settings.rows,
             "warmup_ops": settings.warmup_ops,
+            "many_warmup_ops": settings.many_warmup_ops,
             "concurrency": CONCURRENCY,
             "ops_per_task": settings.per_task,
             "gc": "disabled in timed loops" if settings.gc_off else "enabled",

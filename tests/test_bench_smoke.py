@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -25,11 +26,19 @@ TIMED_CASES = {
     "rmw_plain",
     "rmw_cached",
     "rmw_cached_miss",
+    "many_hit",
+    "hit_with_many",
+    "many_miss",
+    "plain_select_in",
+    "rtt_with_many",
     "async_floor",
     "async_rtt",
     "async_plain_get",
     "async_hit",
     "async_miss",
+    "cluster_floor",
+    "cluster_hit",
+    "floor_with_cluster",
 }
 THROUGHPUT_CASES = {"async_floor_x50", "async_hit_x50"}
 
@@ -38,6 +47,8 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     try:
         redis_binary()
         postgres_bindir()
+        if shutil.which("redis-cli") is None:  # the cluster phase creates its cluster with it
+            raise ServerUnavailable("redis-cli is not installed; install Debian's redis-server package")
     except ServerUnavailable as error:
         if os.environ.get("CI"):
             pytest.fail(f"CI is set and a required server is unavailable: {error}", pytrace=False)
@@ -62,6 +73,8 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
         assert rate["median_ops_per_s"] > 0, name
     assert report["memory"]["entry_memory_usage_bytes"] > 0
     assert {t["verdict"].split()[0] for t in report["targets"]} <= {"PASS", "FAIL"}
+    assert len(report["targets"]) == 9
+    assert report["cluster"]["hit_to_floor"] > 0
     for name in ("redis-server", "postgresql", "sqlalchemy", "sqlmodel", "redis-py", "msgpack", "psycopg", "asyncpg"):
         assert report["versions"][name], name
     assert "hit" in result.stdout and "verdict" in result.stdout
