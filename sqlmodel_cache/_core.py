@@ -86,6 +86,35 @@ def _resolve_ttl(info: ModelInfo, settings: Settings, execution_options: Mapping
     return (info.config.ttl or settings.default_ttl) * 1000
 
 
+@dataclass(frozen=True, slots=True)
+class CallPlan:
+    """What holds for every key of one ``get()`` / ``get_many()`` call through the cache."""
+
+    info: ModelInfo
+    settings: Settings
+    ttl_ms: int
+    stem: str
+
+    def lookup(self, ident: Any) -> Lookup | None:
+        """The plan for one identity, or ``None`` when it is not a key of the cache."""
+        info = self.info
+        pk = normalized_pk(info, ident)
+        if pk is None:
+            return None
+        pk_part = info.pk_part(pk)
+        if pk_part is None:
+            return None
+        return Lookup(
+            info=info,
+            settings=self.settings,
+            pk=pk,
+            pk_part=pk_part,
+            key=self.stem + pk_part,
+            ttl_ms=self.ttl_ms,
+            lease=new_lease(),
+        )
+
+
 def plan_lookup(
     entity: Any,
     ident: Any,
@@ -99,6 +128,31 @@ def plan_lookup(
     session_name: str,
 ) -> Lookup | None:
     """The cache plan for a ``get()`` call, or ``None`` when it must go straight to SQLAlchemy."""
+    call = plan_call(
+        entity,
+        options=options,
+        populate_existing=populate_existing,
+        with_for_update=with_for_update,
+        identity_token=identity_token,
+        execution_options=execution_options,
+        transport_type=transport_type,
+        session_name=session_name,
+    )
+    return call.lookup(ident) if call is not None else None
+
+
+def plan_call(
+    entity: Any,
+    *,
+    options: Sequence[Any] | None,
+    populate_existing: bool | None,
+    with_for_update: Any,
+    identity_token: Any,
+    execution_options: Mapping[str, Any],
+    transport_type: type,
+    session_name: str,
+) -> CallPlan | None:
+    """The checks that hold for a whole call; ``None`` when it must go straight to SQLAlchemy."""
     if not isinstance(entity, type):
         return None
     info = model_info(entity)
@@ -127,20 +181,11 @@ def plan_lookup(
         or execution_options.get("populate_existing")
     ):
         return None
-    pk = normalized_pk(info, ident)
-    if pk is None:
-        return None
-    pk_part = info.pk_part(pk)
-    if pk_part is None:
-        return None
-    return Lookup(
+    return CallPlan(
         info=info,
         settings=settings,
-        pk=pk,
-        pk_part=pk_part,
-        key=key_for_pk(info, settings.key_prefix, pk_part),
         ttl_ms=_resolve_ttl(info, settings, execution_options),
-        lease=new_lease(),
+        stem=key_for_pk(info, settings.key_prefix, ""),
     )
 
 

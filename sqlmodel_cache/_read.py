@@ -73,7 +73,7 @@ class ReadPlan:
             if log is not None and log.has_writes:  # the load itself autoflushed
                 reason = "own_writes"
         if reason is not None:
-            _count_skipped(reason)
+            count_skipped(reason)
             return None
         return fill_value(self.lookup, instance.__dict__)
 
@@ -85,7 +85,7 @@ class ReadPlan:
             counters.fills_skipped_lease_lost += 1
 
 
-def _count_skipped(reason: str) -> None:
+def count_skipped(reason: str) -> None:
     if reason == "own_writes":
         counters.fills_skipped_own_writes += 1
     elif reason == "snapshot":

@@ -176,8 +176,8 @@ class _Guard:
             return self.breaker
         try:
             node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key)).name
-        except Exception:  # topology unknown right now: the transport-wide breaker decides
-            return self.breaker
+        except Exception:  # topology being refreshed: a breaker of its own, so that
+            node = "?"  # these failures never stop the calls to the nodes that answer
         breaker = self._node_breakers.get(node)
         if breaker is None:
             breaker = self._node_breakers.setdefault(
@@ -302,9 +302,33 @@ class RedisSyncTransport(_Guard):
         breaker.success()
         return stored
 
+    def _call_many(self, packed: list[bytes]) -> list[Any]:
+        """Several pre-packed commands in one write, their replies in order: one round trip."""
+        connection = self._connections.get()  # type: ignore[union-attr]
+        try:
+            connection.send_packed_command([b"".join(packed)])
+            return [connection.read_response() for _ in packed]
+        except BaseException:
+            connection.disconnect()  # replies may be left unread: reconnect next time
+            raise
+
     def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> list[bytes | None]:
         """`lookup` (or `peek`, where the lease is ``None``) for many keys in one round trip."""
         breaker = self.enter("lookup")
+        if self._connections is not None:
+            px = b"%d" % lease_ms
+            commands = [
+                _packed(b"GET", key.encode())[0]
+                if lease is None
+                else _packed(b"SET", key.encode(), lease, b"NX", b"PX", px, b"GET")[0]
+                for key, lease in zip(keys, leases, strict=True)
+            ]
+            try:
+                values = self._call_many(commands)
+            except RedisError as exc:
+                self.failed(exc, "lookup", breaker)
+            breaker.success()
+            return values
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key, lease in zip(keys, leases, strict=True):
@@ -321,6 +345,22 @@ class RedisSyncTransport(_Guard):
     def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
         """`fill` for many ``(key, lease, value, ttl_ms)`` in one round trip."""
         breaker = self.enter("fill")
+        if self._connections is not None:
+            sha = self._fill_sha
+            commands = [
+                _packed(b"EVALSHA", sha, b"1", key.encode(), lease, value, b"%d" % ttl_ms)[0]
+                for key, lease, value, ttl_ms in fills
+            ]
+            try:
+                try:
+                    results = self._call_many(commands)
+                except NoScriptError:  # a restarted or flushed server: load the script once more
+                    self._redis.script_load(FILL_IF_LEASE_HELD)
+                    results = self._call_many(commands)
+            except RedisError as exc:
+                self.failed(exc, "fill", breaker)
+            breaker.success()
+            return [bool(result) for result in results]
         try:
             pipe = self._redis.pipeline(transaction=False)
             for key, lease, value, ttl_ms in fills:
