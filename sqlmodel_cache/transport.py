@@ -43,6 +43,21 @@ end
 return 0
 """
 
+# The same for many keys at once (a single server only: a cluster needs one slot per script).
+FILL_MANY_IF_LEASES_HELD: Final = """
+local stored = {}
+for i = 1, #KEYS do
+  local at = (i - 1) * 3
+  if redis.call('GET', KEYS[i]) == ARGV[at + 1] then
+    redis.call('SET', KEYS[i], ARGV[at + 2], 'PX', ARGV[at + 3])
+    stored[i] = 1
+  else
+    stored[i] = 0
+  end
+end
+return stored
+"""
+
 # Pool settings that belong to one pool instance and must not be copied to another.
 _POOL_PRIVATE_KWARGS: Final = ("maint_notifications_pool_handler",)
 
@@ -243,6 +258,7 @@ class RedisSyncTransport(_Guard):
         )
         self._fill_script = self._redis.register_script(FILL_IF_LEASE_HELD)
         self._fill_sha = self._fill_script.sha.encode()
+        self._fill_many_sha = self._redis.register_script(FILL_MANY_IF_LEASES_HELD).sha.encode()
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
         # On a single server the hot calls skip the client's command machinery and use a
         # connection of their own thread, made by the pool this transport owns.
@@ -346,17 +362,18 @@ class RedisSyncTransport(_Guard):
         """`fill` for many ``(key, lease, value, ttl_ms)`` in one round trip."""
         breaker = self.enter("fill")
         if self._connections is not None:
-            sha = self._fill_sha
-            commands = [
-                _packed(b"EVALSHA", sha, b"1", key.encode(), lease, value, b"%d" % ttl_ms)[0]
-                for key, lease, value, ttl_ms in fills
-            ]
+            # One script call for every fill: one command to parse, one reply to read.
+            arguments: list[bytes] = [self._fill_many_sha, b"%d" % len(fills)]
+            arguments += (key.encode() for key, _, _, _ in fills)
+            for _, lease, value, ttl_ms in fills:
+                arguments += (lease, value, b"%d" % ttl_ms)
+            command = _packed(b"EVALSHA", *arguments)
             try:
                 try:
-                    results = self._call_many(commands)
+                    results = self._call(command)
                 except NoScriptError:  # a restarted or flushed server: load the script once more
-                    self._redis.script_load(FILL_IF_LEASE_HELD)
-                    results = self._call_many(commands)
+                    self._redis.script_load(FILL_MANY_IF_LEASES_HELD)
+                    results = self._call(command)
             except RedisError as exc:
                 self.failed(exc, "fill", breaker)
             breaker.success()

@@ -229,3 +229,16 @@ def test_another_readers_lease_means_database_and_no_fill(
         assert [h.name for h in session.get_many(Hero, [1, 2]) if h] == ["h1", "h2"]
     assert any_redis.get(key) == b"\x00lease:someone-else"  # the other reader's lease is untouched
     assert stats.fills == 1 and stats.fills_skipped_lease_busy == 1
+
+
+def test_get_many_fills_after_a_flushed_script_cache(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    seed(engine, 4)
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    with CachedSession(engine) as session:
+        session.get_many(Hero, [1, 2])
+    real_redis.script_flush()
+    with CachedSession(engine) as session:
+        session.get_many(Hero, [3, 4])
+    assert stats.fills == 4 and stats.redis_errors == 0
