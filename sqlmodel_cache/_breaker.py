@@ -30,6 +30,11 @@ class CircuitBreaker:
         self._open_until = 0.0
         self._lock = threading.Lock()
 
+    @property
+    def healthy(self) -> bool:
+        """Closed, with no failure since the last success."""
+        return self.state == CLOSED and not self._failures
+
     def allow(self) -> bool:
         """May a Redis call be made now?"""
         if self.state == CLOSED:

@@ -18,7 +18,7 @@ from typing import Any, Final, NoReturn, TypeVar, cast
 import redis
 import redis.cluster
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, RedisError, TryAgainError
 from redis.retry import Retry
 
 from ._breaker import CircuitBreaker
@@ -263,6 +263,7 @@ class RedisSyncTransport(_Guard):
         # On a single server the hot calls skip the client's command machinery and use a
         # connection of their own thread, made by the pool this transport owns.
         self._connections = None if self._cluster else _ThreadConnections(self._redis.connection_pool)  # type: ignore[union-attr]
+        self._node_connections: dict[str, _ThreadConnections] = {}
         self._cluster_client = self._redis if self._cluster else None
 
     def _call(self, packed: list[bytes]) -> Any:
@@ -274,6 +275,37 @@ class RedisSyncTransport(_Guard):
             connection.disconnect()  # the reply may be half read: reconnect next time
             raise
 
+    def _node_connections_for(self, key: str, breaker: CircuitBreaker) -> _ThreadConnections | None:
+        """On a cluster, the thread connections of the key's node, while that node is healthy.
+
+        After any failure the cluster client's own path is used until a call succeeds
+        again: it follows failovers and refreshes the slot map, which this path does not.
+        """
+        if not breaker.healthy:
+            return None
+        cluster = self._redis
+        try:
+            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))  # type: ignore[union-attr]
+        except Exception:
+            return None
+        connections = self._node_connections.get(node.name)
+        if connections is None and node.redis_connection is not None:
+            connections = self._node_connections.setdefault(
+                node.name, _ThreadConnections(node.redis_connection.connection_pool)
+            )
+        return connections
+
+    def _call_on_node(self, connections: _ThreadConnections, packed: list[bytes], fallback: Any) -> Any:
+        connection = connections.get()
+        try:
+            connection.send_packed_command(packed)
+            return connection.read_response()
+        except (MovedError, AskError, TryAgainError, ClusterDownError):
+            return fallback()  # the slot moved: the cluster client follows it and updates its map
+        except BaseException:
+            connection.disconnect()
+            raise
+
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
         """The value at ``key``; if there is none, take the lease there and return ``None``."""
         breaker = self.enter("lookup", key)
@@ -281,7 +313,16 @@ class RedisSyncTransport(_Guard):
             if self._connections is not None:
                 value = self._call(_packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET"))
             else:
-                value = self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
+
+                def through_cluster_client() -> Any:
+                    return self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
+
+                node = self._node_connections_for(key, breaker)
+                if node is not None:
+                    packed = _packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET")
+                    value = self._call_on_node(node, packed, through_cluster_client)
+                else:
+                    value = through_cluster_client()
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -422,8 +463,9 @@ class RedisSyncTransport(_Guard):
 
     def close(self) -> None:
         """Close the connections this transport opened (the caller's client is left alone)."""
-        if self._connections is not None:
-            self._connections.close()
+        for connections in [self._connections, *self._node_connections.values()]:
+            if connections is not None:
+                connections.close()
         if self._redis is not self.client:
             self._redis.close()
 

@@ -122,3 +122,43 @@ async def test_async_dead_master(async_engine: Any, private_cluster: RedisCluste
     assert max(timings) < BOUND + SLACK + 0.2, timings
     assert stats.hits > hits_before, SQLModelCache.stats()
     await client.aclose()
+
+
+def test_hits_use_the_nodes_own_connections_and_follow_a_moved_slot(
+    sqlite_engine: sa.Engine,
+    real_cluster: redis.cluster.RedisCluster,
+    stats: CacheStats,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from redis.exceptions import MovedError
+
+    from sqlmodel_cache import transport as transport_module
+
+    seed(sqlite_engine)
+    transport = RedisSyncTransport(real_cluster)
+    SQLModelCache.configure(transport=transport)
+    with CachedSession(sqlite_engine) as session:
+        session.get_many(Hero, [1, 2, 3, 4, 5])
+    for pk in (1, 2, 3, 4, 5):
+        with CachedSession(sqlite_engine) as session:
+            assert session.get(Hero, pk).name == f"h{pk}"  # type: ignore[union-attr]
+    assert stats.hits == 5
+    assert transport._node_connections, "hits on a healthy cluster take the per-node path"
+
+    class MovedConnection:
+        """A node that answers MOVED, as after a resharding the client has not seen yet."""
+
+        def send_packed_command(self, packed: list[bytes]) -> None:
+            pass
+
+        def read_response(self) -> None:
+            raise MovedError("1 127.0.0.1:1")
+
+        def disconnect(self) -> None:  # pragma: no cover - must not happen
+            raise AssertionError("a redirect leaves the connection in step")
+
+    monkeypatch.setattr(transport_module._ThreadConnections, "get", lambda self: MovedConnection())
+    for pk in (1, 2, 3, 4, 5):
+        with CachedSession(sqlite_engine) as session:
+            assert session.get(Hero, pk).name == f"h{pk}"  # type: ignore[union-attr]
+    assert stats.hits == 10 and stats.redis_errors == 0
