@@ -1,5 +1,6 @@
 """Redis caching for SQLModel primary-key lookups that never serves a stale row."""
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._config import CacheConfig, SQLModelCache
@@ -23,6 +24,8 @@ def __getattr__(name: str) -> Any:
     # The async session needs SQLAlchemy's asyncio support (greenlet), an optional extra.
     if name == "AsyncCachedSession":
         try:
+            # SQLAlchemy 2.0 imports its asyncio support without greenlet and fails only later.
+            importlib.import_module("greenlet")
             from ._async_session import AsyncCachedSession
         except ImportError as exc:
             raise ImportError('AsyncCachedSession needs the async extra: pip install "sqlmodel-cache[async]"') from exc
