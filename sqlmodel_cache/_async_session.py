@@ -23,7 +23,7 @@ from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._config import current_settings
-from ._core import plan_lookup, unsent_evictions
+from ._core import plan_call, unsent_evictions
 from ._errors import TransportError
 from ._eviction import evict, evicted, eviction_failed
 from ._many import BatchRead
@@ -81,9 +81,8 @@ class AsyncCachedSession(AsyncSession):
         identity_token: Any | None = None,
         execution_options: OrmExecuteOptionsParameter = util.EMPTY_DICT,
     ) -> _O | None:
-        lookup = plan_lookup(
+        call = plan_call(
             entity,
-            ident,
             options=options,
             populate_existing=populate_existing,
             with_for_update=with_for_update,
@@ -92,6 +91,7 @@ class AsyncCachedSession(AsyncSession):
             transport_type=RedisAsyncTransport,
             session_name="AsyncCachedSession",
         )
+        lookup = call.lookup(ident) if call is not None else None
         if lookup is None:
             if with_for_update not in (None, False) and populate_existing is None:
                 populate_existing = True  # a row read under lock must not be an older copy

@@ -17,10 +17,11 @@ from ._model import ModelInfo, model_info
 from ._stats import counters, logger
 
 __all__ = [
+    "CallPlan",
     "Lookup",
     "is_lease",
     "key_for_pk",
-    "plan_lookup",
+    "plan_call",
     "unsent_evictions",
 ]
 
@@ -113,32 +114,6 @@ class CallPlan:
             ttl_ms=self.ttl_ms,
             lease=new_lease(),
         )
-
-
-def plan_lookup(
-    entity: Any,
-    ident: Any,
-    *,
-    options: Sequence[Any] | None,
-    populate_existing: bool | None,
-    with_for_update: Any,
-    identity_token: Any,
-    execution_options: Mapping[str, Any],
-    transport_type: type,
-    session_name: str,
-) -> Lookup | None:
-    """The cache plan for a ``get()`` call, or ``None`` when it must go straight to SQLAlchemy."""
-    call = plan_call(
-        entity,
-        options=options,
-        populate_existing=populate_existing,
-        with_for_update=with_for_update,
-        identity_token=identity_token,
-        execution_options=execution_options,
-        transport_type=transport_type,
-        session_name=session_name,
-    )
-    return call.lookup(ident) if call is not None else None
 
 
 def plan_call(

@@ -13,7 +13,7 @@ from sqlalchemy.sql.selectable import ForUpdateParameter
 from sqlmodel import Session
 
 from ._config import current_settings
-from ._core import Lookup, plan_lookup, unsent_evictions
+from ._core import Lookup, plan_call, unsent_evictions
 from ._errors import TransportError
 from ._eviction import evict, send_unsent_evictions
 from ._many import BatchRead
@@ -45,9 +45,8 @@ class CachedSession(Session):
         execution_options: OrmExecuteOptionsParameter = util.EMPTY_DICT,
         bind_arguments: Any | None = None,
     ) -> _O | None:
-        lookup = plan_lookup(
+        call = plan_call(
             entity,
-            ident,
             options=options,
             populate_existing=populate_existing,
             with_for_update=with_for_update,
@@ -56,6 +55,7 @@ class CachedSession(Session):
             transport_type=RedisSyncTransport,
             session_name="CachedSession",
         )
+        lookup = call.lookup(ident) if call is not None else None
         if lookup is None:
             if with_for_update not in (None, False) and populate_existing is None:
                 populate_existing = True  # a row read under lock must not be an older copy

@@ -92,24 +92,13 @@ def redis_binary() -> str:
     return binary
 
 
-def _start_redis_process(port: int, directory: Path) -> subprocess.Popen[bytes]:
+def _start_redis_process(port: int, directory: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """redis-server on loopback, without persistence, in ``directory``; ``extra`` options appended."""
     process = subprocess.Popen(
         [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-            "--daemonize",
-            "no",
-            "--protected-mode",
-            "yes",
+            *(redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
+            *("--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"),
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -276,35 +265,12 @@ def free_cluster_port() -> int:
 
 
 def _start_cluster_node(port: int, directory: Path) -> subprocess.Popen[bytes]:
-    process = subprocess.Popen(
-        [
-            redis_binary(),
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(directory),
-            "--daemonize",
-            "no",
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            f"nodes-{port}.conf",
-            "--cluster-node-timeout",
-            "2000",
-            "--cluster-require-full-coverage",
-            "no",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    return _start_redis_process(
+        port,
+        directory,
+        *("--cluster-enabled", "yes", "--cluster-config-file", f"nodes-{port}.conf"),
+        *("--cluster-node-timeout", "2000", "--cluster-require-full-coverage", "no"),
     )
-    _wait_for_port(port, process, "redis-server (cluster node)")
-    return process
 
 
 def _cluster_ready(ports: list[int], timeout: float = 30.0) -> None:
