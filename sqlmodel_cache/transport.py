@@ -185,26 +185,43 @@ class _Guard:
         self.breaker = CircuitBreaker(failure_threshold, cooldown)
         self._node_breakers: dict[str, CircuitBreaker] = {}
 
-    def _breaker_for(self, key: str | None) -> CircuitBreaker:
+    def _node_of(self, key: str | None) -> Any:
+        """The cluster node that serves ``key`` (``None`` on one server, or while unknown)."""
         cluster = self._cluster_client
         if cluster is None or key is None:
-            return self.breaker
+            return None
         try:
-            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key)).name
-        except Exception:  # topology being refreshed: a breaker of its own, so that
-            node = "?"  # these failures never stop the calls to the nodes that answer
-        breaker = self._node_breakers.get(node)
+            return cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+        except Exception:  # topology being refreshed
+            return None
+
+    def _breaker_for(self, key: str | None, node: Any) -> CircuitBreaker:
+        if self._cluster_client is None or key is None:
+            return self.breaker
+        # An unknown node gets a breaker of its own: its failures never stop the calls to
+        # the nodes that answer.
+        name = node.name if node is not None else "?"
+        breaker = self._node_breakers.get(name)
         if breaker is None:
             breaker = self._node_breakers.setdefault(
-                node, CircuitBreaker(self.breaker.failure_threshold, self.breaker.cooldown)
+                name, CircuitBreaker(self.breaker.failure_threshold, self.breaker.cooldown)
             )
         return breaker
 
-    def enter(self, operation: str, key: str | None = None) -> CircuitBreaker:
-        breaker = self._breaker_for(key)
+    def enter_node(self, operation: str, key: str) -> tuple[CircuitBreaker, Any]:
+        """`enter` for one key, with the cluster node that serves it."""
+        node = self._node_of(key)
+        breaker = self._breaker_for(key, node)
         if not breaker.allow():
             raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
-        return breaker
+        return breaker, node
+
+    def enter(self, operation: str, key: str | None = None) -> CircuitBreaker:
+        if key is not None:
+            return self.enter_node(operation, key)[0]
+        if not self.breaker.allow():
+            raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
+        return self.breaker
 
     def failed(self, exc: BaseException, operation: str, breaker: CircuitBreaker) -> NoReturn:
         breaker.failure()
@@ -275,18 +292,13 @@ class RedisSyncTransport(_Guard):
             connection.disconnect()  # the reply may be half read: reconnect next time
             raise
 
-    def _node_connections_for(self, key: str, breaker: CircuitBreaker) -> _ThreadConnections | None:
+    def _node_connections_for(self, node: Any, breaker: CircuitBreaker) -> _ThreadConnections | None:
         """On a cluster, the thread connections of the key's node, while that node is healthy.
 
         After any failure the cluster client's own path is used until a call succeeds
         again: it follows failovers and refreshes the slot map, which this path does not.
         """
-        if not breaker.healthy:
-            return None
-        cluster = self._redis
-        try:
-            node = cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))  # type: ignore[union-attr]
-        except Exception:
+        if node is None or not breaker.healthy:
             return None
         connections = self._node_connections.get(node.name)
         if connections is None and node.redis_connection is not None:
@@ -308,7 +320,7 @@ class RedisSyncTransport(_Guard):
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
         """The value at ``key``; if there is none, take the lease there and return ``None``."""
-        breaker = self.enter("lookup", key)
+        breaker, node_of_key = self.enter_node("lookup", key)
         try:
             if self._connections is not None:
                 value = self._call(_packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET"))
@@ -317,7 +329,7 @@ class RedisSyncTransport(_Guard):
                 def through_cluster_client() -> Any:
                     return self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
 
-                node = self._node_connections_for(key, breaker)
+                node = self._node_connections_for(node_of_key, breaker)
                 if node is not None:
                     packed = _packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET")
                     value = self._call_on_node(node, packed, through_cluster_client)
