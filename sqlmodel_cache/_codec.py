@@ -28,15 +28,17 @@ TIMEDELTA_CODE: Final = 6
 BIGINT_CODE: Final = 7
 ENUM_CODE: Final = 8
 # Datetimes in 8-byte microseconds rather than ISO text: a third of the size, no parsing.
-NAIVE_DATETIME_CODE: Final = 9  # microseconds since the epoch, as a wall clock
-OFFSET_DATETIME_CODE: Final = 10  # UTC microseconds, then the fixed offset in seconds
-ZONED_DATETIME_CODE: Final = 11  # UTC microseconds, then the zone key
+# All three keep the wall clock (microseconds since 1970-01-01 as read on it), so any
+# datetime Python can hold comes back, even one whose UTC instant falls outside years 1-9999.
+NAIVE_DATETIME_CODE: Final = 9  # wall-clock microseconds
+OFFSET_DATETIME_CODE: Final = 10  # wall-clock microseconds, then the fixed offset in seconds
+ZONED_DATETIME_CODE: Final = 11  # wall-clock microseconds, the fold, then the zone key
 
 _EPOCH: Final = dt.datetime(1970, 1, 1)
-_EPOCH_UTC: Final = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
 _MICROS: Final = struct.Struct(">q")
 _MICROS_OFFSET: Final = struct.Struct(">qi")
+_MICROS_FOLD: Final = struct.Struct(">qB")
 
 
 class DecodeError(Exception):
@@ -51,17 +53,16 @@ class EnumName(str):
 
 def _datetime_ext(value: dt.datetime) -> msgpack.ExtType:
     zone = value.tzinfo
+    wall = (value.replace(tzinfo=None, fold=0) - _EPOCH) // _MICROSECOND
     if zone is None:
         if not value.fold:
-            return msgpack.ExtType(NAIVE_DATETIME_CODE, _MICROS.pack((value - _EPOCH) // _MICROSECOND))
+            return msgpack.ExtType(NAIVE_DATETIME_CODE, _MICROS.pack(wall))
     elif type(zone) is ZoneInfo and zone.key:
-        micros = (value - _EPOCH_UTC) // _MICROSECOND
-        return msgpack.ExtType(ZONED_DATETIME_CODE, _MICROS.pack(micros) + zone.key.encode())
-    elif type(zone) is dt.timezone:
+        return msgpack.ExtType(ZONED_DATETIME_CODE, _MICROS_FOLD.pack(wall, value.fold) + zone.key.encode())
+    elif type(zone) is dt.timezone and not value.fold:
         offset = zone.utcoffset(None)
         if zone == dt.timezone(offset) and str(zone) == str(dt.timezone(offset)) and not offset.microseconds:
-            micros = (value - _EPOCH_UTC) // _MICROSECOND
-            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(micros, offset // dt.timedelta(seconds=1)))
+            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(wall, offset // dt.timedelta(seconds=1)))
     return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
 
 
@@ -108,14 +109,15 @@ def _from_ext(code: int, data: bytes) -> Any:
     if code == UUID_CODE:
         return uuid.UUID(bytes=data)
     if code == OFFSET_DATETIME_CODE:
-        micros, offset = _MICROS_OFFSET.unpack(data)
+        wall, offset = _MICROS_OFFSET.unpack(data)
         zone = dt.timezone(dt.timedelta(seconds=offset))
-        return (_EPOCH_UTC + dt.timedelta(microseconds=micros)).astimezone(zone)
+        return (_EPOCH + dt.timedelta(microseconds=wall)).replace(tzinfo=zone)
     if code == NAIVE_DATETIME_CODE:
         return _EPOCH + dt.timedelta(microseconds=_MICROS.unpack(data)[0])
     if code == ZONED_DATETIME_CODE:
-        (micros,) = _MICROS.unpack_from(data)
-        return (_EPOCH_UTC + dt.timedelta(microseconds=micros)).astimezone(ZoneInfo(data[8:].decode()))
+        wall, fold = _MICROS_FOLD.unpack_from(data)
+        named = ZoneInfo(data[_MICROS_FOLD.size :].decode())
+        return (_EPOCH + dt.timedelta(microseconds=wall)).replace(tzinfo=named, fold=fold)
     if code == DATETIME_CODE:
         return _parse_datetime(data.decode())
     if code == DATE_CODE:

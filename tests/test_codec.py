@@ -593,3 +593,20 @@ def test_datetimes_are_stored_compactly() -> None:
         (back,) = _codec.unpack(packed)
         assert back == value and type(back.tzinfo) is type(value.tzinfo)
         assert back.utcoffset() == value.utcoffset() and back.fold == value.fold
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(1, 1, 1, tzinfo=dt.timezone(dt.timedelta(seconds=1))),  # UTC instant before year 1
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-5))),  # after 9999
+        dt.datetime(1, 1, 1, tzinfo=ZoneInfo("Asia/Tokyo")),
+        dt.datetime(9999, 12, 31, 23, 0, tzinfo=ZoneInfo("America/Los_Angeles")),
+        dt.datetime(1, 1, 1),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+    ],
+    ids=["offset-min", "offset-max", "zone-min", "zone-max", "naive-min", "naive-max"],
+)
+def test_datetimes_at_the_edges_of_the_calendar_round_trip(value: dt.datetime) -> None:
+    (back,) = _codec.unpack(_codec.pack([value]))
+    assert_identical(back, value)
