@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import fakeredis
+import hypothesis
 import pytest
 import redis
 import redis.cluster
@@ -30,6 +31,13 @@ from .servers import (
     redis_cluster,
     redis_server,
 )
+
+
+# CI explores the same examples on every run (a red run is a real regression, never a new
+# random draw) and does not time examples on a loaded machine; local runs keep exploring.
+hypothesis.settings.register_profile("ci", derandomize=True, deadline=None)
+if os.environ.get("CI"):
+    hypothesis.settings.load_profile("ci")
 
 
 def _unavailable(error: Exception) -> None:
