@@ -32,7 +32,6 @@ from .servers import (
     redis_server,
 )
 
-
 # CI explores the same examples on every run (a red run is a real regression, never a new
 # random draw) and does not time examples on a loaded machine; local runs keep exploring.
 hypothesis.settings.register_profile("ci", derandomize=True, deadline=None)
