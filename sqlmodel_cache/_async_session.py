@@ -23,7 +23,7 @@ from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from ._config import current_settings
-from ._core import plan_call, unsent_evictions
+from ._core import plan_call, refreshes, unsent_evictions
 from ._errors import TransportError
 from ._eviction import evict, evicted, eviction_failed
 from ._many import BatchRead
@@ -93,13 +93,11 @@ class AsyncCachedSession(AsyncSession):
         )
         lookup = call.lookup(ident) if call is not None else None
         if lookup is None:
-            if with_for_update not in (None, False) and populate_existing is None:
-                populate_existing = True  # a row read under lock must not be an older copy
             return await super().get(
                 entity,
                 ident,
                 options=options,
-                populate_existing=populate_existing,
+                populate_existing=refreshes(with_for_update, populate_existing),
                 with_for_update=with_for_update,
                 identity_token=identity_token,
                 execution_options=execution_options,

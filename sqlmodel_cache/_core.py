@@ -116,6 +116,13 @@ class CallPlan:
         )
 
 
+def refreshes(with_for_update: Any, populate_existing: bool | None) -> bool | None:
+    """``populate_existing`` for a ``get()``: a row read under lock must not be an older copy."""
+    if with_for_update not in (None, False) and populate_existing is None:
+        return True
+    return populate_existing
+
+
 def plan_call(
     entity: Any,
     *,
@@ -175,13 +182,13 @@ def decode_hit(lookup: Lookup, raw: bytes) -> list[Any] | None:
     return values
 
 
-def fill_value(lookup: Lookup, state_dict: dict[str, Any]) -> bytes | None:
-    """The entry to publish for a freshly loaded row, if it really is the row asked for."""
-    pk = lookup.info.pk_of(state_dict)
-    if pk is None or lookup.info.pk_part(pk) != lookup.pk_part:
+def fill_value(info: ModelInfo, pk_part: str, state_dict: dict[str, Any]) -> bytes | None:
+    """The entry to publish for a freshly loaded row, if it really is the row ``pk_part`` names."""
+    pk = info.pk_of(state_dict)
+    if pk is None or info.pk_part(pk) != pk_part:
         counters.fills_skipped_unstorable += 1
         return None
-    value = lookup.info.encode_row(state_dict)
+    value = info.encode_row(state_dict)
     if value is None:
         counters.fills_skipped_unstorable += 1
     return value

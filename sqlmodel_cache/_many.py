@@ -16,7 +16,7 @@ from sqlalchemy.orm import Mapper, Session
 from sqlmodel import select
 from sqlmodel.sql.expression import SelectOfScalar
 
-from ._core import CallPlan, Lookup, fill_value, is_lease, new_lease, normalized_pk, plan_call, unsent_evictions
+from ._core import CallPlan, fill_value, is_lease, new_lease, normalized_pk, plan_call, unsent_evictions
 from ._read import count_skipped
 from ._snapshot import connection_is_fresh
 from ._stats import counters, warn_redis_failure
@@ -177,8 +177,7 @@ class BatchRead:
             if autoflushed:
                 count_skipped("own_writes")
                 continue
-            lookup = Lookup(self._call.info, self._call.settings, list(identity[1]), part, key, 0, lease)
-            value = fill_value(lookup, instance.__dict__)
+            value = fill_value(self._call.info, part, instance.__dict__)
             if value is not None:
                 requests.append((key, lease, value, self._call.ttl_ms))
         return requests

@@ -75,7 +75,7 @@ class ReadPlan:
         if reason is not None:
             count_skipped(reason)
             return None
-        return fill_value(self.lookup, instance.__dict__)
+        return fill_value(self.lookup.info, self.lookup.pk_part, instance.__dict__)
 
     def filled(self, published: bool) -> None:
         if published:

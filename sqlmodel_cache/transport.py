@@ -170,6 +170,15 @@ class _ThreadConnections:
             connection.disconnect()
 
 
+def _queue_lookups(pipe: Any, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> None:
+    """Queue `lookup`s (or `peek`s, where the lease is ``None``) on a sync or asyncio pipeline."""
+    for key, lease in zip(keys, leases, strict=True):
+        if lease is None:
+            pipe.get(key)
+        else:
+            pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+
+
 class _Guard:
     """What both transports share: the breakers, the bound, and the error conversion.
 
@@ -400,11 +409,7 @@ class RedisSyncTransport(_Guard):
             return values
         try:
             pipe = self._redis.pipeline(transaction=False)
-            for key, lease in zip(keys, leases, strict=True):
-                if lease is None:
-                    pipe.get(key)
-                else:
-                    pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+            _queue_lookups(pipe, keys, leases, lease_ms)
             values = pipe.execute()
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
@@ -580,11 +585,7 @@ class RedisAsyncTransport(_Guard):
         breaker = self.enter("lookup")
         try:
             pipe = self.client.pipeline(transaction=False)
-            for key, lease in zip(keys, leases, strict=True):
-                if lease is None:
-                    pipe.get(key)
-                else:
-                    pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+            _queue_lookups(pipe, keys, leases, lease_ms)
             values = await _bounded(pipe.execute(), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "lookup", breaker)
