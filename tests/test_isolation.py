@@ -287,3 +287,29 @@ def test_plain_session_never_touches_redis(engine: sa.Engine, cache: redis.Redis
         assert session.get(Hero, 5) is not None
     assert _commands_since(cache, before) != {}
     assert cache.dbsize() == 1
+
+
+def test_event_contains_finds_our_listeners_only_on_our_classes() -> None:
+    """``sqlalchemy.event.contains`` on Session, Mapper and Engine: none of our listeners."""
+    from sqlalchemy.engine import Engine
+    from sqlalchemy.orm import Mapper
+
+    from sqlmodel_cache._async_session import AsyncTrackedSession  # the sync session inside the async one
+
+    engine = sa.create_engine("sqlite://")
+    try:
+        ours: list[tuple[str, Any]] = []
+        for session in (CachedSession(engine), AsyncTrackedSession(engine)):
+            for name in sorted(sa.orm.Session.dispatch._event_names):
+                ours += [(name, fn) for fn in getattr(session.dispatch, name)]
+            session.close()
+        assert {name for name, _ in ours} >= {"after_flush", "after_commit", "do_orm_execute"}
+        for name, fn in ours:
+            for session_class in (sa.orm.Session, Session):
+                assert not sa.event.contains(session_class, name, fn), (session_class, name)
+            for other in (Mapper, Engine):
+                for other_name in other.dispatch._event_names:  # type: ignore[attr-defined]
+                    assert not sa.event.contains(other, other_name, fn), (other, other_name)
+        assert any(sa.event.contains(CachedSession, name, fn) for name, fn in ours)
+    finally:
+        engine.dispose()
