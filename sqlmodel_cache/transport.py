@@ -502,6 +502,23 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(awaitable, timeout)
 
 
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # a late failure is expected here: it was already a miss
+
+
+async def _bounded_uncancelled(awaitable: Awaitable[T], timeout: float) -> T:
+    """As `_bounded`, but a late call runs to its end in the background instead of being
+    cancelled: redis-py's cluster client may be refreshing its slot map inside a call, and
+    cancelling it there leaves the client in a state its next calls cannot trust."""
+    task = asyncio.ensure_future(awaitable)
+    try:
+        return await asyncio.wait_for(asyncio.shield(task), timeout)
+    except BaseException:
+        task.add_done_callback(_retrieve)
+        raise
+
+
 # asyncio.TimeoutError is the builtin TimeoutError only from Python 3.11 on.
 _ASYNC_FAILURES: Final = (RedisError, TimeoutError, asyncio.TimeoutError, OSError)
 
@@ -540,12 +557,13 @@ class RedisAsyncTransport(_Guard):
         self.client = client
         self._fill_script = client.register_script(FILL_IF_LEASE_HELD)
         self._cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self._bound = _bounded_uncancelled if self._cluster else _bounded
         self._cluster_client = client if self._cluster else None
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
         breaker = self.enter("lookup", key)
         try:
-            value = await _bounded(
+            value = await self._bound(
                 self.client.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True), self.timeout
             )
         except _ASYNC_FAILURES as exc:
@@ -556,7 +574,7 @@ class RedisAsyncTransport(_Guard):
     async def peek(self, key: str) -> bytes | None:
         breaker = self.enter("lookup", key)
         try:
-            value = await _bounded(self.client.get(key), self.timeout)
+            value = await self._bound(self.client.get(key), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -565,7 +583,7 @@ class RedisAsyncTransport(_Guard):
     async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
         breaker = self.enter("fill", key)
         try:
-            stored = bool(await _bounded(self._fill(key, lease, value, ttl_ms), self.timeout))
+            stored = bool(await self._bound(self._fill(key, lease, value, ttl_ms), self.timeout))
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
@@ -586,7 +604,7 @@ class RedisAsyncTransport(_Guard):
         try:
             pipe = self.client.pipeline(transaction=False)
             _queue_lookups(pipe, keys, leases, lease_ms)
-            values = await _bounded(pipe.execute(), self.timeout)
+            values = await self._bound(pipe.execute(), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -601,7 +619,7 @@ class RedisAsyncTransport(_Guard):
                     pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
                 else:
                     await self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)  # type: ignore[arg-type]
-            stored = [bool(result) for result in await _bounded(pipe.execute(), self.timeout)]
+            stored = [bool(result) for result in await self._bound(pipe.execute(), self.timeout)]
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
@@ -612,7 +630,7 @@ class RedisAsyncTransport(_Guard):
             return
         breaker = self.enter("delete")
         try:
-            await _bounded(self.client.delete(*keys), self.timeout)
+            await self._bound(self.client.delete(*keys), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "delete", breaker)
         breaker.success()
@@ -625,10 +643,10 @@ class RedisAsyncTransport(_Guard):
             async for key in self.client.scan_iter(match=f"{_glob_escape(prefix)}:*", count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
-                    await _bounded(self.client.unlink(*batch), self.timeout)
+                    await self._bound(self.client.unlink(*batch), self.timeout)
                     batch.clear()
             if batch:
-                await _bounded(self.client.unlink(*batch), self.timeout)
+                await self._bound(self.client.unlink(*batch), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "purge", breaker)
         breaker.success()
