@@ -144,7 +144,7 @@ class AsyncCachedSession(AsyncSession):
     ) -> list[_O | None]:
         """The rows with these primary keys, in the order asked, ``None`` where there is none.
 
-        As `CachedSession.get_many`: identity map, one Redis round trip, one SELECT.
+        As `CachedSession.get_many`: identity map, Redis, one SELECT, fills.
         """
         batch = BatchRead(
             self.sync_session, entity, idents, execution_options, RedisAsyncTransport, "AsyncCachedSession"
@@ -154,16 +154,17 @@ class AsyncCachedSession(AsyncSession):
         if batch.needs_connection_check:
             connection = await self.connection(bind_arguments={"mapper": batch.mapper})
             batch.check_connection(connection.sync_connection)  # type: ignore[arg-type]
-        keys, leases = batch.redis_requests()
+        keys = batch.peek_requests()
         if keys:
             transport = _configured_transport()
             await _send_unsent_evictions(transport)
             try:
-                raws = await transport.lookup_many(keys, leases, batch.lease_ms)
+                batch.apply_peeks(await transport.peek_many(keys))
+                keys, leases = batch.lease_requests()
+                if keys:
+                    batch.apply_leases(leases, await transport.lookup_many(keys, leases, batch.lease_ms))
             except TransportError as exc:
                 batch.redis_failed(exc)
-            else:
-                batch.apply_redis(raws)
         statement = batch.select_statement()
         if statement is not None:
             batch.apply_rows((await self.exec(statement, execution_options=execution_options)).all())

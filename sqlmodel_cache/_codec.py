@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import struct
 import uuid
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Final
 from zoneinfo import ZoneInfo
@@ -60,10 +61,27 @@ def _datetime_ext(value: dt.datetime) -> msgpack.ExtType:
     elif type(zone) is ZoneInfo and zone.key:
         return msgpack.ExtType(ZONED_DATETIME_CODE, _MICROS_FOLD.pack(wall, value.fold) + zone.key.encode())
     elif type(zone) is dt.timezone and not value.fold:
-        offset = zone.utcoffset(None)
-        if zone == dt.timezone(offset) and str(zone) == str(dt.timezone(offset)) and not offset.microseconds:
-            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(wall, offset // dt.timedelta(seconds=1)))
+        seconds = _offset_seconds(zone)
+        if seconds is not None:
+            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(wall, seconds))
     return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
+
+
+def _offset_seconds(zone: dt.timezone) -> int | None:
+    """The zone's offset in whole seconds if it is a plain, unnamed offset, else ``None``."""
+    seen = _offset_zones.get(id(zone))
+    if seen is not None and seen[0] is zone:
+        return seen[1]
+    offset = zone.utcoffset(None)
+    plain = zone == dt.timezone(offset) and str(zone) == str(dt.timezone(offset)) and not offset.microseconds
+    seconds = offset // dt.timedelta(seconds=1) if plain else None
+    if len(_offset_zones) < 1024:
+        _offset_zones[id(zone)] = (zone, seconds)  # holding the zone keeps its id from being reused
+    return seconds
+
+
+# The answer of `_offset_seconds` per zone object seen (databases reuse a few such objects).
+_offset_zones: dict[int, tuple[dt.timezone, int | None]] = {}
 
 
 def _datetime_text(value: dt.datetime) -> bytes:
@@ -103,35 +121,57 @@ def _parse_datetime(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
+def _offset_datetime(data: bytes) -> dt.datetime:
+    wall, offset = _MICROS_OFFSET.unpack(data)
+    epoch = _offset_epochs.get(offset)
+    if epoch is None:
+        epoch = _EPOCH.replace(tzinfo=dt.timezone(dt.timedelta(seconds=offset)))
+        if len(_offset_epochs) < 1024:
+            _offset_epochs[offset] = epoch
+    # Adding to an aware datetime moves its wall clock and keeps its zone.
+    return epoch + dt.timedelta(microseconds=wall)
+
+
+# The 1970-01-01 wall clock in each fixed offset seen so far (a handful in practice).
+_offset_epochs: dict[int, dt.datetime] = {}
+
+
+def _naive_datetime(data: bytes) -> dt.datetime:
+    return _EPOCH + dt.timedelta(microseconds=_MICROS.unpack(data)[0])
+
+
+def _zoned_datetime(data: bytes) -> dt.datetime:
+    wall, fold = _MICROS_FOLD.unpack_from(data)
+    named = ZoneInfo(data[_MICROS_FOLD.size :].decode())
+    return (_EPOCH + dt.timedelta(microseconds=wall)).replace(tzinfo=named, fold=fold)
+
+
+def _timedelta(data: bytes) -> dt.timedelta:
+    days, seconds, micros = msgpack.unpackb(data)
+    return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
+
+
+_DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
+    DECIMAL_CODE: lambda data: Decimal(data.decode()),
+    UUID_CODE: lambda data: uuid.UUID(bytes=data),
+    OFFSET_DATETIME_CODE: _offset_datetime,
+    NAIVE_DATETIME_CODE: _naive_datetime,
+    ZONED_DATETIME_CODE: _zoned_datetime,
+    DATETIME_CODE: lambda data: _parse_datetime(data.decode()),
+    DATE_CODE: lambda data: dt.date.fromisoformat(data.decode()),
+    TIME_CODE: lambda data: dt.time.fromisoformat(data.decode()),
+    TIMEDELTA_CODE: _timedelta,
+    BIGINT_CODE: lambda data: int(data.decode()),
+    ENUM_CODE: lambda data: EnumName(data.decode()),
+}
+
+
 def _from_ext(code: int, data: bytes) -> Any:
-    if code == DECIMAL_CODE:
-        return Decimal(data.decode())
-    if code == UUID_CODE:
-        return uuid.UUID(bytes=data)
-    if code == OFFSET_DATETIME_CODE:
-        wall, offset = _MICROS_OFFSET.unpack(data)
-        zone = dt.timezone(dt.timedelta(seconds=offset))
-        return (_EPOCH + dt.timedelta(microseconds=wall)).replace(tzinfo=zone)
-    if code == NAIVE_DATETIME_CODE:
-        return _EPOCH + dt.timedelta(microseconds=_MICROS.unpack(data)[0])
-    if code == ZONED_DATETIME_CODE:
-        wall, fold = _MICROS_FOLD.unpack_from(data)
-        named = ZoneInfo(data[_MICROS_FOLD.size :].decode())
-        return (_EPOCH + dt.timedelta(microseconds=wall)).replace(tzinfo=named, fold=fold)
-    if code == DATETIME_CODE:
-        return _parse_datetime(data.decode())
-    if code == DATE_CODE:
-        return dt.date.fromisoformat(data.decode())
-    if code == TIME_CODE:
-        return dt.time.fromisoformat(data.decode())
-    if code == TIMEDELTA_CODE:
-        days, seconds, micros = msgpack.unpackb(data)
-        return dt.timedelta(days=days, seconds=seconds, microseconds=micros)
-    if code == BIGINT_CODE:
-        return int(data.decode())
-    if code == ENUM_CODE:
-        return EnumName(data.decode())
-    raise DecodeError(f"unknown extension type {code}")
+    try:
+        decode = _DECODERS[code]
+    except KeyError:
+        raise DecodeError(f"unknown extension type {code}") from None
+    return decode(data)
 
 
 def pack(values: list[Any]) -> bytes:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import operator
 import threading
 import uuid
 from collections.abc import Callable, Sequence
@@ -95,10 +96,14 @@ class ModelInfo:
     pk_positions: tuple[int, ...]
     pk_encoders: tuple[PkEncoder, ...]
     enum_columns: tuple[tuple[int, type[enum.Enum]], ...]
-    # Positions of attr_keys in the order SQLAlchemy's loader fills ``__dict__``: SQLModel
-    # serializes in ``__dict__`` order, so a cached instance must fill it the same way.
-    load_order: tuple[int, ...]
+    # Attribute keys in the order SQLAlchemy's loader fills ``__dict__`` (SQLModel serializes
+    # in ``__dict__`` order, so a cached instance must be filled the same way), and a
+    # function that takes their values from a decoded row in that order.
+    fill_keys: tuple[str, ...]
+    fill_values: Callable[[list[Any]], tuple[Any, ...]]
     identity_class: type
+    identity_of: Callable[[list[Any]], tuple[Any, ...]]  # the primary key of a decoded row
+    entry_length: int  # the fingerprint, then the columns
 
     def key_stem(self, prefix: str) -> str:
         return f"{prefix}:{quote(self.table, safe='')}:{self.fingerprint.hex()}:"
@@ -139,7 +144,7 @@ class ModelInfo:
             values = _codec.unpack(data)
         except _codec.DecodeError:
             return None
-        if type(values) is not list or len(values) != len(self.attr_keys) + 1 or values[0] != self.fingerprint:
+        if type(values) is not list or len(values) != self.entry_length or values[0] != self.fingerprint:
             return None
         del values[0]
         for position, enum_cls in self.enum_columns:
@@ -151,10 +156,12 @@ class ModelInfo:
                     values[position] = enum_cls[name]
                 except KeyError:
                     return None
-        for value in values:
-            if type(value) is _codec.EnumName:
+        if _codec.EnumName in map(type, values):  # an enum name in a column that is no enum
+            return None
+        if len(self.pk_positions) == 1:
+            if self.pk_encoders[0](values[self.pk_positions[0]]) != pk_part:
                 return None
-        if self.pk_part([values[i] for i in self.pk_positions]) != pk_part:
+        elif self.pk_part([values[i] for i in self.pk_positions]) != pk_part:
             return None
         return values
 
@@ -165,34 +172,54 @@ class ModelInfo:
             return None
 
     def load_into(self, session: Session, values: list[Any]) -> Any:
-        """A persistent instance of ``session``, made the way SQLAlchemy's loader makes one.
+        """A persistent instance of ``session``, made the way SQLAlchemy's loader makes one."""
+        return self.load_rows(session, [values])[0]
 
-        The steps are those of ``loading._instance`` for a new row: identity key, session,
-        identity map, committed state, then the ``load`` event (``@reconstructor`` hooks;
-        their query context is ``None`` for a cache hit). Unloaded attributes (relationships)
-        stay absent, so they lazy-load exactly as on a row from the database.
+    def load_rows(self, session: Session, rows: list[list[Any]]) -> list[Any]:
+        """Persistent instances of ``session``, made the way SQLAlchemy's loader makes new ones.
+
+        The steps are those of ``loading._instance`` for a row not yet in the identity map:
+        a new instance and state, identity key, session, identity map, the column values,
+        then the ``load`` event (``@reconstructor`` hooks; their query context is ``None``
+        for a cache hit) and the session's ``loaded_as_persistent`` event. Like the loader,
+        it commits nothing: a new state has no history. Unloaded attributes
+        (relationships) stay absent, so they lazy-load as on a row from the database.
         """
-        instance = self._new_instance(values)
-        state: InstanceState[Any] = instance_state(instance)
-        key = (self.identity_class, tuple(values[i] for i in self.pk_positions), None)
-        state.key = key
-        state.identity_token = None
-        state.session_id = session.hash_key
-        identity_map = session.identity_map
-        identity_map._add_unpresent(state, key)
-        state._commit_all(state.dict, identity_map)
-        manager = state.manager
-        if manager.dispatch.load:
-            manager.dispatch.load(state, None)
-        return instance
+        new_instance = self.mapper.class_manager.new_instance
+        identity_class, identity_of, fill_keys, fill_values = (
+            self.identity_class,
+            self.identity_of,
+            self.fill_keys,
+            self.fill_values,
+        )
+        session_id = session.hash_key
+        add_to_identity_map = session.identity_map._add_unpresent
+        load_event = self.mapper.class_manager.dispatch.load
+        persistent_event = session.dispatch.loaded_as_persistent
+        instances = []
+        for values in rows:
+            instance = new_instance()
+            state: InstanceState[Any] = instance_state(instance)
+            key = (identity_class, identity_of(values), None)
+            state.key = key
+            state.identity_token = None
+            state.session_id = session_id
+            add_to_identity_map(state, key)
+            instance.__dict__.update(zip(fill_keys, fill_values(values), strict=True))
+            if load_event:
+                load_event(state, None)
+            if persistent_event:
+                persistent_event(session, state)
+            instances.append(instance)
+        return instances
 
-    def _new_instance(self, values: list[Any]) -> Any:
-        instance = self.mapper.class_manager.new_instance()
-        state_dict = instance.__dict__
-        keys = self.attr_keys
-        for position in self.load_order:
-            state_dict[keys[position]] = values[position]
-        return instance
+
+def _getter(positions: tuple[int, ...]) -> Callable[[list[Any]], tuple[Any, ...]]:
+    """The items at ``positions`` of a list, as a tuple (``itemgetter`` runs in C)."""
+    if len(positions) == 1:
+        position = positions[0]
+        return lambda values: (values[position],)
+    return operator.itemgetter(*positions)
 
 
 def _fingerprint(table: str, columns: Sequence[tuple[str, Column[Any]]]) -> bytes:
@@ -247,6 +274,7 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         if isinstance(col.type, SAEnum) and col.type.enum_class is not None
     )
     attr_keys = tuple(key for key, _ in columns)
+    load_order = _load_order(mapper, attr_keys)
     table_name = table.name if getattr(table, "schema", None) is None else f"{table.schema}.{table.name}"
     return ModelInfo(
         cls=cls,
@@ -258,8 +286,11 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         pk_positions=pk_positions,
         pk_encoders=tuple(_pk_encoder(columns[i][1]) for i in pk_positions),
         enum_columns=enum_columns,
-        load_order=_load_order(mapper, attr_keys),
+        fill_keys=tuple(attr_keys[position] for position in load_order),
+        fill_values=_getter(load_order),
         identity_class=mapper._identity_class,
+        identity_of=_getter(pk_positions),
+        entry_length=len(attr_keys) + 1,
     )
 
 

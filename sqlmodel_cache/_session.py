@@ -119,26 +119,28 @@ class CachedSession(Session):
     ) -> list[_O | None]:
         """The rows with these primary keys, in the order asked, ``None`` where there is none.
 
-        The identity map first, then one Redis round trip for the rest, then one
-        ``SELECT ... WHERE pk IN (...)`` for what Redis did not have; the rules of ``get()``
-        apply to every key.
+        The identity map first, then one Redis read for the rest (one round trip; one per
+        node on a cluster), leases for the misses in one more, one ``SELECT ... WHERE pk IN
+        (...)`` for what Redis did not have, and the fills in one more; the rules of
+        ``get()`` apply to every key.
         """
         batch = BatchRead(self, entity, idents, execution_options, RedisSyncTransport, "CachedSession")
         for position, ident in batch.from_identity_map:
             batch.results[position] = self.get(entity, ident, execution_options=execution_options)
         if batch.needs_connection_check:
             batch.check_connection(self.connection(bind_arguments={"mapper": batch.mapper}))
-        keys, leases = batch.redis_requests()
+        keys = batch.peek_requests()
         if keys:
             transport = _configured_transport()
             if unsent_evictions:
                 send_unsent_evictions(transport)
             try:
-                raws = transport.lookup_many(keys, leases, batch.lease_ms)
+                batch.apply_peeks(transport.peek_many(keys))
+                keys, leases = batch.lease_requests()
+                if keys:
+                    batch.apply_leases(leases, transport.lookup_many(keys, leases, batch.lease_ms))
             except TransportError as exc:
                 batch.redis_failed(exc)
-            else:
-                batch.apply_redis(raws)
         statement = batch.select_statement()
         if statement is not None:
             batch.apply_rows(self.exec(statement, execution_options=execution_options).all())

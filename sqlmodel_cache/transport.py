@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 from collections.abc import Awaitable, Sequence
+from functools import partial
 from typing import Any, Final, NoReturn, TypeVar, cast
 
 import redis
@@ -56,6 +57,17 @@ for i = 1, #KEYS do
   end
 end
 return stored
+"""
+
+# `lookup` for many keys on one server: one command, one array reply. Each key gets its
+# own lease; a key that holds a value (or another reader's lease) answers with it.
+LEASE_MANY: Final = """
+local px = ARGV[#ARGV]
+local found = {}
+for i = 1, #KEYS do
+  found[i] = redis.call('SET', KEYS[i], ARGV[i], 'NX', 'PX', px, 'GET')
+end
+return found
 """
 
 # Pool settings that belong to one pool instance and must not be copied to another.
@@ -170,13 +182,16 @@ class _ThreadConnections:
             connection.disconnect()
 
 
-def _queue_lookups(pipe: Any, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> None:
-    """Queue `lookup`s (or `peek`s, where the lease is ``None``) on a sync or asyncio pipeline."""
+def _queue_lookups(pipe: Any, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> None:
+    """Queue `lookup`s on a sync or asyncio cluster pipeline (a script cannot span slots)."""
     for key, lease in zip(keys, leases, strict=True):
-        if lease is None:
-            pipe.get(key)
-        else:
-            pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+        pipe.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)
+
+
+def _queue_peeks(pipe: Any, keys: Sequence[str]) -> None:
+    """Queue `peek`s on a sync or asyncio cluster pipeline (MGET cannot span slots)."""
+    for key in keys:
+        pipe.get(key)
 
 
 class _Guard:
@@ -283,8 +298,10 @@ class RedisSyncTransport(_Guard):
             else _bounded_cluster_client(client, timeout)
         )
         self._fill_script = self._redis.register_script(FILL_IF_LEASE_HELD)
-        self._fill_sha = self._fill_script.sha.encode()
-        self._fill_many_sha = self._redis.register_script(FILL_MANY_IF_LEASES_HELD).sha.encode()
+        self._shas = {
+            source: self._redis.register_script(source).sha.encode()
+            for source in (FILL_IF_LEASE_HELD, FILL_MANY_IF_LEASES_HELD, LEASE_MANY)
+        }
         self._cluster = isinstance(client, redis.cluster.RedisCluster)
         # On a single server the hot calls skip the client's command machinery and use a
         # connection of their own thread, made by the pool this transport owns.
@@ -323,131 +340,118 @@ class RedisSyncTransport(_Guard):
             return connection.read_response()
         except (MovedError, AskError, TryAgainError, ClusterDownError):
             return fallback()  # the slot moved: the cluster client follows it and updates its map
+        except NoScriptError:
+            return fallback()  # the client's script object loads the script
         except BaseException:
             connection.disconnect()
             raise
 
-    def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
-        """The value at ``key``; if there is none, take the lease there and return ``None``."""
-        breaker, node_of_key = self.enter_node("lookup", key)
+    def _single_key(self, operation: str, key: str, packed: list[bytes], through_client: Any) -> Any:
+        """One pre-packed single-key command: on this thread's connection to the server, or
+        to the key's node while it is healthy; else (and when a script must be loaded)
+        ``through_client()``, which goes through the client's own machinery."""
+        breaker, node = self.enter_node(operation, key)
         try:
             if self._connections is not None:
-                value = self._call(_packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET"))
+                try:
+                    value = self._call(packed)
+                except NoScriptError:
+                    value = through_client()
             else:
-
-                def through_cluster_client() -> Any:
-                    return self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
-
-                node = self._node_connections_for(node_of_key, breaker)
-                if node is not None:
-                    packed = _packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET")
-                    value = self._call_on_node(node, packed, through_cluster_client)
+                connections = self._node_connections_for(node, breaker)
+                if connections is not None:
+                    value = self._call_on_node(connections, packed, through_client)
                 else:
-                    value = through_cluster_client()
+                    value = through_client()
         except RedisError as exc:
-            self.failed(exc, "lookup", breaker)
+            self.failed(exc, operation, breaker)
         breaker.success()
-        return cast("bytes | None", value)
+        return value
+
+    def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
+        """The value at ``key``; if there is none, take the lease there and return ``None``."""
+
+        def through_client() -> Any:
+            return self._redis.execute_command("SET", key, lease, "NX", "PX", lease_ms, "GET", get=True)  # type: ignore[no-untyped-call]
+
+        packed = _packed(b"SET", key.encode(), lease, b"NX", b"PX", b"%d" % lease_ms, b"GET")
+        return cast("bytes | None", self._single_key("lookup", key, packed, through_client))
 
     def peek(self, key: str) -> bytes | None:
         """The value at ``key``, taking no lease: for readers that will not fill."""
-        breaker = self.enter("lookup", key)
-        try:
-            if self._connections is not None:
-                value = self._call(_packed(b"GET", key.encode()))
-            else:
-                value = self._redis.get(key)
-        except RedisError as exc:
-            self.failed(exc, "lookup", breaker)
-        breaker.success()
-        return cast("bytes | None", value)
+        return cast(
+            "bytes | None",
+            self._single_key("lookup", key, _packed(b"GET", key.encode()), partial(self._redis.get, key)),
+        )
 
     def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
         """Store ``value`` if ``key`` still holds ``lease``; ``False`` if the lease was lost."""
-        breaker = self.enter("fill", key)
+        arguments = (lease, value, ttl_ms)
+        packed = _packed(b"EVALSHA", self._shas[FILL_IF_LEASE_HELD], b"1", key.encode(), lease, value, b"%d" % ttl_ms)
+        return bool(self._single_key("fill", key, packed, partial(self._fill_script, keys=[key], args=arguments)))
+
+    def _call_script(self, source: str, arguments: Sequence[bytes]) -> Any:
+        """EVALSHA of ``source`` on the thread connection, loading the script where the server lost it."""
+        command = _packed(b"EVALSHA", self._shas[source], *arguments)
+        try:
+            return self._call(command)
+        except NoScriptError:  # a restarted or flushed server: load the script once more
+            self._redis.script_load(source)
+            return self._call(command)
+
+    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """`peek` for many keys: one MGET, or one pipelined round trip per node on a cluster."""
+        breaker = self.enter("lookup")
         try:
             if self._connections is not None:
-                command = _packed(b"EVALSHA", self._fill_sha, b"1", key.encode(), lease, value, b"%d" % ttl_ms)
-                try:
-                    stored = bool(self._call(command))
-                except NoScriptError:  # a restarted or flushed server: load the script once more
-                    self._redis.script_load(FILL_IF_LEASE_HELD)
-                    stored = bool(self._call(command))
+                values = self._call(_packed(b"MGET", *(key.encode() for key in keys)))
             else:
-                stored = bool(self._fill_script(keys=[key], args=[lease, value, ttl_ms]))
+                pipe = self._redis.pipeline(transaction=False)
+                _queue_peeks(pipe, keys)
+                values = pipe.execute()
         except RedisError as exc:
-            self.failed(exc, "fill", breaker)
+            self.failed(exc, "lookup", breaker)
         breaker.success()
-        return stored
+        return cast("list[bytes | None]", values)
 
-    def _call_many(self, packed: list[bytes]) -> list[Any]:
-        """Several pre-packed commands in one write, their replies in order: one round trip."""
-        connection = self._connections.get()  # type: ignore[union-attr]
-        try:
-            connection.send_packed_command([b"".join(packed)])
-            return [connection.read_response() for _ in packed]
-        except BaseException:
-            connection.disconnect()  # replies may be left unread: reconnect next time
-            raise
-
-    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> list[bytes | None]:
-        """`lookup` (or `peek`, where the lease is ``None``) for many keys in one round trip."""
+    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
+        """`lookup` for many keys: one script call, or one pipelined round trip per node on a cluster."""
         breaker = self.enter("lookup")
-        if self._connections is not None:
-            px = b"%d" % lease_ms
-            commands = [
-                _packed(b"GET", key.encode())[0]
-                if lease is None
-                else _packed(b"SET", key.encode(), lease, b"NX", b"PX", px, b"GET")[0]
-                for key, lease in zip(keys, leases, strict=True)
-            ]
-            try:
-                values = self._call_many(commands)
-            except RedisError as exc:
-                self.failed(exc, "lookup", breaker)
-            breaker.success()
-            return values
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            _queue_lookups(pipe, keys, leases, lease_ms)
-            values = pipe.execute()
+            if self._connections is not None:
+                arguments = [b"%d" % len(keys)]
+                arguments += (key.encode() for key in keys)
+                arguments += leases
+                arguments.append(b"%d" % lease_ms)
+                values = self._call_script(LEASE_MANY, arguments)
+            else:
+                pipe = self._redis.pipeline(transaction=False)
+                _queue_lookups(pipe, keys, leases, lease_ms)
+                values = pipe.execute()
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
         return cast("list[bytes | None]", values)
 
     def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
-        """`fill` for many ``(key, lease, value, ttl_ms)`` in one round trip."""
+        """`fill` for many ``(key, lease, value, ttl_ms)``: one script call, or one round trip per node."""
         breaker = self.enter("fill")
-        if self._connections is not None:
-            # One script call for every fill: one command to parse, one reply to read.
-            arguments: list[bytes] = [self._fill_many_sha, b"%d" % len(fills)]
-            arguments += (key.encode() for key, _, _, _ in fills)
-            for _, lease, value, ttl_ms in fills:
-                arguments += (lease, value, b"%d" % ttl_ms)
-            command = _packed(b"EVALSHA", *arguments)
-            try:
-                try:
-                    results = self._call(command)
-                except NoScriptError:  # a restarted or flushed server: load the script once more
-                    self._redis.script_load(FILL_MANY_IF_LEASES_HELD)
-                    results = self._call(command)
-            except RedisError as exc:
-                self.failed(exc, "fill", breaker)
-            breaker.success()
-            return [bool(result) for result in results]
         try:
-            pipe = self._redis.pipeline(transaction=False)
-            for key, lease, value, ttl_ms in fills:
-                if self._cluster:  # cluster pipelines cannot load scripts: send the source
+            if self._connections is not None:
+                arguments: list[bytes] = [b"%d" % len(fills)]
+                arguments += (key.encode() for key, _, _, _ in fills)
+                for _, lease, value, ttl_ms in fills:
+                    arguments += (lease, value, b"%d" % ttl_ms)
+                results = self._call_script(FILL_MANY_IF_LEASES_HELD, arguments)
+            else:  # cluster pipelines cannot load scripts: send the source
+                pipe = self._redis.pipeline(transaction=False)
+                for key, lease, value, ttl_ms in fills:
                     pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
-                else:
-                    self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)
-            stored = [bool(result) for result in pipe.execute()]
+                results = pipe.execute()
         except RedisError as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
-        return stored
+        return [bool(result) for result in results]
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
@@ -555,7 +559,10 @@ class RedisAsyncTransport(_Guard):
         _check_settings(timeout, failure_threshold, cooldown, "RedisAsyncTransport")
         super().__init__(timeout, failure_threshold, cooldown)
         self.client = client
-        self._fill_script = client.register_script(FILL_IF_LEASE_HELD)
+        self._shas = {
+            source: client.register_script(source).sha
+            for source in (FILL_IF_LEASE_HELD, FILL_MANY_IF_LEASES_HELD, LEASE_MANY)
+        }
         self._cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self._bound = _bounded_uncancelled if self._cluster else _bounded
         self._cluster_client = client if self._cluster else None
@@ -583,28 +590,46 @@ class RedisAsyncTransport(_Guard):
     async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
         breaker = self.enter("fill", key)
         try:
-            stored = bool(await self._bound(self._fill(key, lease, value, ttl_ms), self.timeout))
+            stored = bool(
+                await self._bound(self._evalsha(FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms), self.timeout)
+            )
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
         return stored
 
-    async def _fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> Any:
-        command = ("EVALSHA", self._fill_script.sha, 1, key, lease, value, ttl_ms)
+    async def _evalsha(self, source: str, *arguments: Any) -> Any:
+        """EVALSHA of ``source``, loading the script where the server lost it."""
+        command = ("EVALSHA", self._shas[source], *arguments)
         try:
             return await self.client.execute_command(*command)
         except NoScriptError:  # a restarted or flushed server: load the script once more
-            await self.client.script_load(FILL_IF_LEASE_HELD)
+            await self.client.script_load(source)
             return await self.client.execute_command(*command)
 
-    async def lookup_many(
-        self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int
-    ) -> list[bytes | None]:
+    async def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
         breaker = self.enter("lookup")
         try:
-            pipe = self.client.pipeline(transaction=False)
-            _queue_lookups(pipe, keys, leases, lease_ms)
-            values = await self._bound(pipe.execute(), self.timeout)
+            if self._cluster:
+                pipe = self.client.pipeline(transaction=False)
+                _queue_peeks(pipe, keys)
+                values = await self._bound(pipe.execute(), self.timeout)
+            else:
+                values = await self._bound(self.client.mget(keys), self.timeout)
+        except _ASYNC_FAILURES as exc:
+            self.failed(exc, "lookup", breaker)
+        breaker.success()
+        return cast("list[bytes | None]", values)
+
+    async def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
+        breaker = self.enter("lookup")
+        try:
+            if self._cluster:
+                pipe = self.client.pipeline(transaction=False)
+                _queue_lookups(pipe, keys, leases, lease_ms)
+                values = await self._bound(pipe.execute(), self.timeout)
+            else:
+                values = await self._bound(self._evalsha(LEASE_MANY, len(keys), *keys, *leases, lease_ms), self.timeout)
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -613,17 +638,22 @@ class RedisAsyncTransport(_Guard):
     async def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
         breaker = self.enter("fill")
         try:
-            pipe = self.client.pipeline(transaction=False)
-            for key, lease, value, ttl_ms in fills:
-                if self._cluster:  # cluster pipelines cannot load scripts: send the source
+            if self._cluster:  # cluster pipelines cannot load scripts: send the source
+                pipe = self.client.pipeline(transaction=False)
+                for key, lease, value, ttl_ms in fills:
                     pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
-                else:
-                    await self._fill_script(keys=[key], args=[lease, value, ttl_ms], client=pipe)  # type: ignore[arg-type]
-            stored = [bool(result) for result in await self._bound(pipe.execute(), self.timeout)]
+                results = await self._bound(pipe.execute(), self.timeout)
+            else:
+                arguments: list[Any] = [key for key, _, _, _ in fills]
+                for _, lease, value, ttl_ms in fills:
+                    arguments += (lease, value, ttl_ms)
+                results = await self._bound(
+                    self._evalsha(FILL_MANY_IF_LEASES_HELD, len(fills), *arguments), self.timeout
+                )
         except _ASYNC_FAILURES as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
-        return stored
+        return [bool(result) for result in results]
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Session, select
 
 from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
+from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._stats import CacheStats
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
@@ -32,7 +33,11 @@ class CountingTransport(RedisSyncTransport):
         self.calls.append("lookup")
         return super().lookup(key, lease, lease_ms)
 
-    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes | None], lease_ms: int) -> list[bytes | None]:
+    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.calls.append("peek_many")
+        return super().peek_many(keys)
+
+    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
         self.calls.append("lookup_many")
         return super().lookup_many(keys, leases, lease_ms)
 
@@ -71,7 +76,7 @@ def test_one_round_trip_and_one_select(
     sql_counter.reset()
     with CachedSession(engine) as session:
         session.get_many(Hero, [1, 2, 3, 4, 5])
-    assert transport.calls == ["lookup_many", "fill_many"]  # leases in one trip, fills in one
+    assert transport.calls == ["peek_many", "lookup_many", "fill_many"]  # read, leases, fills: one trip each
     assert len(sql_counter.selects) == 1
     assert stats.fills == 5
 
@@ -80,7 +85,7 @@ def test_one_round_trip_and_one_select(
     with CachedSession(engine) as session:
         heroes = session.get_many(Hero, [5, 4, 3, 2, 1])
         assert [h.id for h in heroes if h] == [5, 4, 3, 2, 1]
-    assert transport.calls == ["lookup_many"]
+    assert transport.calls == ["peek_many"]  # all hits: one round trip
     assert sql_counter.statements == []
     assert stats.hits == 5
 
@@ -88,7 +93,7 @@ def test_one_round_trip_and_one_select(
     sql_counter.reset()
     with CachedSession(engine) as session:
         session.get_many(Hero, [1, 2, 6, 7])  # two hits, two rows that do not exist
-    assert transport.calls == ["lookup_many"]
+    assert transport.calls == ["peek_many", "lookup_many"]  # nothing to fill
     assert len(sql_counter.selects) == 1
 
 
@@ -242,3 +247,59 @@ def test_get_many_fills_after_a_flushed_script_cache(
     with CachedSession(engine) as session:
         session.get_many(Hero, [3, 4])
     assert stats.fills == 4 and stats.redis_errors == 0
+
+
+class FillsBetweenReadAndLease(CountingTransport):
+    """Another reader fills a key after this call's read and before its lease."""
+
+    filler: Any = None
+
+    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values = super().peek_many(keys)
+        if self.filler is not None:
+            self.filler()
+        return values
+
+
+def test_a_key_filled_between_read_and_lease_is_a_hit(
+    engine: sa.Engine, any_real_redis: redis.Redis, sql_counter: SQLCounter, stats: CacheStats
+) -> None:
+    seed(engine, 3)
+    transport = FillsBetweenReadAndLease(any_real_redis)
+    SQLModelCache.configure(transport=transport)
+
+    def another_reader_fills_row_2() -> None:
+        transport.filler = None
+        with CachedSession(engine) as other:
+            other.get(Hero, 2)
+
+    transport.filler = another_reader_fills_row_2
+    sql_counter.reset()
+    with CachedSession(engine) as session:
+        heroes = session.get_many(Hero, [1, 2, 3])
+        assert [h.name for h in heroes if h] == ["h1", "h2", "h3"]
+    assert stats.hits == 1  # row 2, found at lease time
+    assert stats.fills == 3  # the other reader's row 2, then rows 1 and 3 under this call's leases
+    assert len(sql_counter.selects) == 2  # the other reader's SELECT of row 2, then rows 1 and 3 only
+    with CachedSession(engine) as session:
+        session.get_many(Hero, [1, 2, 3])
+    assert stats.hits == 4
+
+
+class LeasesFail(CountingTransport):
+    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
+        self.calls.append("lookup_many")
+        raise TransportError("Redis lookup failed: injected")
+
+
+def test_a_failed_lease_step_reads_the_database_and_fills_nothing(
+    engine: sa.Engine, any_real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    seed(engine, 3)
+    transport = LeasesFail(any_real_redis)
+    SQLModelCache.configure(transport=transport)
+    with CachedSession(engine) as session:
+        heroes = session.get_many(Hero, [1, 2, 3])
+        assert [h.name for h in heroes if h] == ["h1", "h2", "h3"]
+    assert transport.calls == ["peek_many", "lookup_many"]  # no fill without leases
+    assert stats.fills == 0 and stats.misses == 3 and stats.redis_errors == 1

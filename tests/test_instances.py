@@ -505,3 +505,29 @@ def test_rollback_expires_a_hit_like_a_database_instance(heroes: sa.Engine, stat
         session.rollback()
         assert state_facts(session, cached) == {**state_facts(session, loaded), "identity": (1,)}
         assert cached.name == "Deadpond"
+
+
+def test_hits_fire_the_load_events_a_database_row_fires(heroes: sa.Engine, stats: CacheStats) -> None:
+    """``load`` on the class and ``loaded_as_persistent`` on the session, as SQLAlchemy's loader fires them."""
+    loaded: list[Any] = []
+    persistent: list[tuple[Any, Any]] = []
+
+    def on_load(target: Any, context: Any) -> None:
+        loaded.append(target)
+
+    def on_loaded_as_persistent(session: Any, instance: Any) -> None:
+        persistent.append((session, instance))
+
+    with CachedSession(heroes) as warm:
+        warm.get_many(Hero, [1, 2])
+    sa.event.listen(Hero, "load", on_load)
+    try:
+        with CachedSession(heroes) as session:
+            sa.event.listen(session, "loaded_as_persistent", on_loaded_as_persistent)
+            one = hit(session, Hero, 1, stats)
+            (two,) = session.get_many(Hero, [2])
+            assert loaded == [one, two]
+            assert persistent == [(session, one), (session, two)]
+            assert all(inspect(obj).persistent for obj in (one, two))
+    finally:
+        sa.event.remove(Hero, "load", on_load)
