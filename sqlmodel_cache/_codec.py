@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import struct
+import threading
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
 import msgpack
@@ -54,34 +55,50 @@ class EnumName(str):
 
 def _datetime_ext(value: dt.datetime) -> msgpack.ExtType:
     zone = value.tzinfo
-    wall = (value.replace(tzinfo=None, fold=0) - _EPOCH) // _MICROSECOND
     if zone is None:
         if not value.fold:
-            return msgpack.ExtType(NAIVE_DATETIME_CODE, _MICROS.pack(wall))
-    elif type(zone) is ZoneInfo and zone.key:
-        return msgpack.ExtType(ZONED_DATETIME_CODE, _MICROS_FOLD.pack(wall, value.fold) + zone.key.encode())
-    elif type(zone) is dt.timezone and not value.fold:
-        seconds = _offset_seconds(zone)
-        if seconds is not None:
-            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(wall, seconds))
+            return msgpack.ExtType(NAIVE_DATETIME_CODE, _MICROS.pack((value - _EPOCH) // _MICROSECOND))
+        return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
+    known = _zones.get(id(zone))
+    if known is None or known.zone is not zone:
+        known = _learn_zone(zone)
+    if known.epoch is not None:
+        # The same tzinfo on both sides: the difference of the wall clocks, as wanted.
+        wall = (value - known.epoch) // _MICROSECOND
+        if known.key is not None:
+            return msgpack.ExtType(ZONED_DATETIME_CODE, _MICROS_FOLD.pack(wall, value.fold) + known.key)
+        if known.seconds is not None and not value.fold:
+            return msgpack.ExtType(OFFSET_DATETIME_CODE, _MICROS_OFFSET.pack(wall, known.seconds))
     return msgpack.ExtType(DATETIME_CODE, _datetime_text(value))
 
 
-def _offset_seconds(zone: dt.timezone) -> int | None:
-    """The zone's offset in whole seconds if it is a plain, unnamed offset, else ``None``."""
-    seen = _offset_zones.get(id(zone))
-    if seen is not None and seen[0] is zone:
-        return seen[1]
-    offset = zone.utcoffset(None)
-    plain = zone == dt.timezone(offset) and str(zone) == str(dt.timezone(offset)) and not offset.microseconds
-    seconds = offset // dt.timedelta(seconds=1) if plain else None
-    if len(_offset_zones) < 1024:
-        _offset_zones[id(zone)] = (zone, seconds)  # holding the zone keeps its id from being reused
-    return seconds
+class _Zone(NamedTuple):
+    """How datetimes in one tzinfo object are stored; ``epoch`` is ``None`` for text."""
+
+    zone: dt.tzinfo  # held, so that its id is not reused while it is a key of `_zones`
+    epoch: dt.datetime | None  # 1970-01-01 00:00 on this zone's wall clock
+    seconds: int | None  # a plain fixed offset: its whole seconds
+    key: bytes | None  # a named zone: its key
 
 
-# The answer of `_offset_seconds` per zone object seen (databases reuse a few such objects).
-_offset_zones: dict[int, tuple[dt.timezone, int | None]] = {}
+def _learn_zone(zone: dt.tzinfo) -> _Zone:
+    seconds = key = None
+    if type(zone) is ZoneInfo and zone.key:
+        key = zone.key.encode()
+    elif type(zone) is dt.timezone:
+        offset = zone.utcoffset(None)
+        plain = dt.timezone(offset)
+        if zone == plain and str(zone) == str(plain) and not offset.microseconds:
+            seconds = offset // dt.timedelta(seconds=1)
+    epoch = _EPOCH.replace(tzinfo=zone) if seconds is not None or key is not None else None
+    known = _Zone(zone, epoch, seconds, key)
+    if len(_zones) < 1024:
+        _zones[id(zone)] = known
+    return known
+
+
+# Per tzinfo object seen (drivers reuse a handful of them).
+_zones: dict[int, _Zone] = {}
 
 
 def _datetime_text(value: dt.datetime) -> bytes:
@@ -142,8 +159,18 @@ def _naive_datetime(data: bytes) -> dt.datetime:
 
 def _zoned_datetime(data: bytes) -> dt.datetime:
     wall, fold = _MICROS_FOLD.unpack_from(data)
-    named = ZoneInfo(data[_MICROS_FOLD.size :].decode())
-    return (_EPOCH + dt.timedelta(microseconds=wall)).replace(tzinfo=named, fold=fold)
+    key = data[_MICROS_FOLD.size :]
+    epoch = _zoned_epochs.get(key)
+    if epoch is None:
+        epoch = _EPOCH.replace(tzinfo=ZoneInfo(key.decode()))
+        if len(_zoned_epochs) < 1024:
+            _zoned_epochs[key] = epoch
+    value = epoch + dt.timedelta(microseconds=wall)
+    return value.replace(fold=fold) if fold else value
+
+
+# The 1970-01-01 wall clock in each named zone seen so far.
+_zoned_epochs: dict[bytes, dt.datetime] = {}
 
 
 def _timedelta(data: bytes) -> dt.timedelta:
@@ -176,7 +203,17 @@ def _from_ext(code: int, data: bytes) -> Any:
 
 def pack(values: list[Any]) -> bytes:
     """Encode a row's values; raises ``TypeError``/``ValueError`` for what cannot be stored."""
-    return msgpack.packb(values, default=_to_ext, strict_types=True, use_bin_type=True)
+    packer: msgpack.Packer | None = getattr(_packers, "packer", None)
+    if packer is None:  # a Packer per thread: making one per row costs more than packing it
+        packer = _packers.packer = msgpack.Packer(default=_to_ext, strict_types=True, use_bin_type=True)
+    try:
+        return packer.pack(values)
+    except BaseException:
+        _packers.packer = None  # never reuse a packer that stopped half-way
+        raise
+
+
+_packers = threading.local()
 
 
 def unpack(data: bytes) -> Any:

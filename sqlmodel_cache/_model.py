@@ -123,8 +123,7 @@ class ModelInfo:
     def encode_row(self, state_dict: dict[str, Any]) -> bytes | None:
         """The entry for a loaded row, or ``None`` when a column is unloaded or unstorable."""
         try:
-            values: list[Any] = [self.fingerprint]
-            values.extend(state_dict[key] for key in self.attr_keys)
+            values: list[Any] = [self.fingerprint, *map(state_dict.__getitem__, self.attr_keys)]
         except KeyError:
             return None
         for position, enum_cls in self.enum_columns:

@@ -28,6 +28,7 @@ TIMED_CASES = {
     "rmw_cached_miss",
     "many_hit",
     "hit_with_many",
+    "many_floor",
     "many_miss",
     "plain_select_in",
     "rtt_with_many",
@@ -38,6 +39,7 @@ TIMED_CASES = {
     "async_miss",
     "cluster_floor",
     "cluster_hit",
+    "hit_with_cluster",
     "floor_with_cluster",
 }
 THROUGHPUT_CASES = {"async_floor_x50", "async_hit_x50"}
