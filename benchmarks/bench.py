@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import gc
 import importlib.metadata
@@ -149,6 +150,33 @@ def make_rows(model: Any, count: int) -> list[Any]:
 # --- timing ----------------------------------------------------------------------------
 
 
+@contextmanager
+def redis_on_its_own_cpu(pids: Sequence[int]) -> Iterator[bool]:
+    """Every redis-server in ``pids`` on the last CPU, this process on the others, for a while.
+
+    For comparing round trips to different servers: unpinned, the kernel's choice of which
+    server process wakes next to this one (and which on an idle CPU) weighs more than the
+    code; measured here, a cluster node's round trip came out anywhere from 0.3x to 1x the
+    single server's from one run to the next. Pinned, each round trip wakes its server alike.
+    """
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    cpus = sorted(getaffinity(0)) if getaffinity is not None else []
+    if setaffinity is None or getaffinity is None or len(cpus) < 2:
+        yield False
+        return
+    saved = {pid: getaffinity(pid) for pid in [0, *pids]}
+    setaffinity(0, set(cpus[:-1]))
+    for pid in pids:
+        setaffinity(pid, {cpus[-1]})
+    try:
+        yield True
+    finally:
+        for pid, mask in saved.items():
+            with contextlib.suppress(OSError):  # a server may have exited
+                setaffinity(pid, mask)
+
+
 SyncGroup = Callable[[list[list[int]]], list[list[int]]]
 AsyncGroup = Callable[[list[list[int]]], Awaitable[list[list[int]]]]
 
@@ -158,7 +186,9 @@ def interleaved(steps: Sequence[tuple[SyncOp, SyncOp | None]], gc_off: bool) -> 
 
     Cases compared by a ratio run interleaved so that they meet the same machine state:
     on a virtual machine an idle core wakes slowly, and a block of one case after a block
-    of another would measure the machine's state as much as the code.
+    of another would measure the machine's state as much as the code. The order turns by
+    one case per operation, so that no case always follows the same other case (what ran
+    just before, and which server it woke, moves a round trip by 10 % and more).
     """
 
     def group(pk_lists: list[list[int]]) -> list[list[int]]:
@@ -169,13 +199,14 @@ def interleaved(steps: Sequence[tuple[SyncOp, SyncOp | None]], gc_off: bool) -> 
         if gc_off:
             gc.disable()
         try:
-            for pks in zip(*pk_lists, strict=True):
-                for (op, prepare), pk, out in zip(steps, pks, samples, strict=True):
+            for index, pks in enumerate(zip(*pk_lists, strict=True)):
+                for case in rotated(range(len(steps)), index):
+                    op, prepare = steps[case]
                     if prepare is not None:
-                        prepare(pk)
+                        prepare(pks[case])
                     start = clock()
-                    op(pk)
-                    out.append(clock() - start)
+                    op(pks[case])
+                    samples[case].append(clock() - start)
         finally:
             gc.enable()
         return samples
@@ -191,13 +222,14 @@ def async_interleaved(steps: Sequence[tuple[AsyncOp, AsyncOp | None]], gc_off: b
         if gc_off:
             gc.disable()
         try:
-            for pks in zip(*pk_lists, strict=True):
-                for (op, prepare), pk, out in zip(steps, pks, samples, strict=True):
+            for index, pks in enumerate(zip(*pk_lists, strict=True)):
+                for case in rotated(range(len(steps)), index):
+                    op, prepare = steps[case]
                     if prepare is not None:
-                        await prepare(pk)
+                        await prepare(pks[case])
                     start = clock()
-                    await op(pk)
-                    out.append(clock() - start)
+                    await op(pks[case])
+                    samples[case].append(clock() - start)
         finally:
             gc.enable()
         return samples
@@ -524,11 +556,12 @@ def check_counters(before: Any, after: Any, per_op: dict[str, int], ops: int) ->
 class Benchmark:
     """One run: the table, the cases, the rounds, and the report's figures."""
 
-    def __init__(self, settings: Settings, redis_port: int, postgres: Any) -> None:
+    def __init__(self, settings: Settings, redis_port: int, postgres: Any, redis_pid: int | None = None) -> None:
         from sqlmodel_cache import CacheConfig
 
         self.settings = settings
         self.redis_port = redis_port
+        self.redis_pid = redis_pid
         self.postgres = postgres
         self.model = define_model(CacheConfig(ttl=3600))
         self.engine: Engine = create_engine(postgres.url("psycopg"))
@@ -953,6 +986,7 @@ class Benchmark:
 
             SQLModelCache.reset()
             SQLModelCache.configure(transport=on_cluster)
+            pids = [node.process.pid for node in cluster.nodes]
             try:
                 self.fill_read_rows(client)
                 unpackb = msgpack.unpackb
@@ -991,10 +1025,16 @@ class Benchmark:
                     settings.warmup_ops,
                 )
                 progress(f"cluster: warm-up, then {settings.rounds} rounds")
-                group.run([series.next_pks(group.warmup_ops) for series in members])
-                for round_index in range(settings.rounds):
-                    group.run_round()
-                    progress(f"  cluster round {round_index + 1}/{settings.rounds} done")
+                with redis_on_its_own_cpu([*pids, *([self.redis_pid] if self.redis_pid else [])]) as pinned:
+                    group.run([series.next_pks(group.warmup_ops) for series in members])
+                    for round_index in range(settings.rounds):
+                        group.run_round()
+                        progress(f"  cluster round {round_index + 1}/{settings.rounds} done")
+                self.notes.append(
+                    "cluster phase: every redis-server on one CPU and this process on another"
+                    if pinned
+                    else "cluster phase: processes not pinned to CPUs (fewer than 2 CPUs, or no sched_setaffinity)"
+                )
             finally:
                 SQLModelCache.reset()
                 on_cluster.close_now()
@@ -1329,7 +1369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     date = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     with servers() as (redis_proc, postgres_proc):
-        report = Benchmark(settings, redis_proc.port, postgres_proc).run()
+        report = Benchmark(settings, redis_proc.port, postgres_proc, redis_proc.process.pid).run()
     report = {
         "date": date,
         "command": shlex.join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
