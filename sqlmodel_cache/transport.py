@@ -19,6 +19,7 @@ from typing import Any, Final, NoReturn, TypeVar, cast
 import redis
 import redis.cluster
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, RedisError, TryAgainError
 from redis.retry import Retry
 
@@ -215,7 +216,9 @@ class _Guard:
         if cluster is None or key is None:
             return None
         try:
-            return cluster.nodes_manager.get_node_from_slot(cluster.keyslot(key))
+            # The slot's primary, read as ``get_node_from_slot`` reads it, without its lock and
+            # argument checks (a dict read is atomic); the slot of the bytes we send.
+            return cluster.nodes_manager.slots_cache[key_slot(key.encode())][0]
         except Exception:  # topology being refreshed
             return None
 

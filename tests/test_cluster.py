@@ -166,3 +166,17 @@ def test_hits_use_the_nodes_own_connections_and_follow_a_moved_slot(
         with CachedSession(sqlite_engine) as session:
             assert session.get(Hero, pk).name == f"h{pk}"  # type: ignore[union-attr]
     assert stats.hits == 10 and stats.redis_errors == 0
+
+
+def test_single_key_calls_go_to_the_node_the_cluster_client_would_choose(
+    real_cluster: redis.cluster.RedisCluster,
+) -> None:
+    transport = RedisSyncTransport(real_cluster)
+    keys = [f"sqlmodelcache:hero:abcd:{i}" for i in range(200)]
+    keys += ["prefix-ünïcode:hero:abcd:1", "sqlmodelcache:{hero}:abcd:7", "sqlmodelcache:hero:{}:9"]
+    for key in keys:
+        chosen = transport._node_of(key)
+        assert chosen is not None
+        assert chosen.name == real_cluster.nodes_manager.get_node_from_slot(real_cluster.keyslot(key)).name, key
+    assert len({transport._node_of(key).name for key in keys}) == 3
+    transport.close()
