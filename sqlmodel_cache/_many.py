@@ -136,7 +136,7 @@ class BatchRead:
     def redis_failed(self, error: Exception) -> None:
         """Redis did not answer: every key it was asked for goes to the SELECT, unleased."""
         warn_redis_failure("lookup", error)
-        asked = self._to_lease or self._cached
+        asked = {**self._cached, **self._to_lease}  # whichever step failed, what it was asked
         counters.misses += len(asked)
         self._to_database(asked)
         self._cached, self._to_lease = {}, {}

@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, Final, NoReturn, TypeVar, cast
 
@@ -193,6 +193,13 @@ def _queue_peeks(pipe: Any, keys: Sequence[str]) -> None:
     """Queue `peek`s on a sync or asyncio cluster pipeline (MGET cannot span slots)."""
     for key in keys:
         pipe.get(key)
+
+
+def _queue_fills(pipe: Any, fills: Sequence[tuple[str, bytes, bytes, int]]) -> None:
+    """Queue `fill`s on a sync or asyncio cluster pipeline, which cannot load scripts: each
+    sends the small script's source."""
+    for key, lease, value, ttl_ms in fills:
+        pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
 
 
 class _Guard:
@@ -402,6 +409,12 @@ class RedisSyncTransport(_Guard):
             self._redis.script_load(source)
             return self._call(command)
 
+    def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
+        """Commands queued on a cluster pipeline: one round trip per node."""
+        pipe = self._redis.pipeline(transaction=False)
+        queue(pipe)
+        return cast("list[Any]", pipe.execute())
+
     def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
         """`peek` for many keys: one MGET, or one pipelined round trip per node on a cluster."""
         breaker = self.enter("lookup")
@@ -409,9 +422,7 @@ class RedisSyncTransport(_Guard):
             if self._connections is not None:
                 values = self._call(_packed(b"MGET", *(key.encode() for key in keys)))
             else:
-                pipe = self._redis.pipeline(transaction=False)
-                _queue_peeks(pipe, keys)
-                values = pipe.execute()
+                values = self._pipelined(partial(_queue_peeks, keys=keys))
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -428,9 +439,7 @@ class RedisSyncTransport(_Guard):
                 arguments.append(b"%d" % lease_ms)
                 values = self._call_script(LEASE_MANY, arguments)
             else:
-                pipe = self._redis.pipeline(transaction=False)
-                _queue_lookups(pipe, keys, leases, lease_ms)
-                values = pipe.execute()
+                values = self._pipelined(partial(_queue_lookups, keys=keys, leases=leases, lease_ms=lease_ms))
         except RedisError as exc:
             self.failed(exc, "lookup", breaker)
         breaker.success()
@@ -446,11 +455,8 @@ class RedisSyncTransport(_Guard):
                 for _, lease, value, ttl_ms in fills:
                     arguments += (lease, value, b"%d" % ttl_ms)
                 results = self._call_script(FILL_MANY_IF_LEASES_HELD, arguments)
-            else:  # cluster pipelines cannot load scripts: send the source
-                pipe = self._redis.pipeline(transaction=False)
-                for key, lease, value, ttl_ms in fills:
-                    pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
-                results = pipe.execute()
+            else:
+                results = self._pipelined(partial(_queue_fills, fills=fills))
         except RedisError as exc:
             self.failed(exc, "fill", breaker)
         breaker.success()
@@ -610,13 +616,17 @@ class RedisAsyncTransport(_Guard):
             await self.client.script_load(source)
             return await self.client.execute_command(*command)
 
+    async def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
+        """Commands queued on a cluster pipeline, within the bound: one round trip per node."""
+        pipe = self.client.pipeline(transaction=False)
+        queue(pipe)
+        return cast("list[Any]", await self._bound(pipe.execute(), self.timeout))
+
     async def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
         breaker = self.enter("lookup")
         try:
             if self._cluster:
-                pipe = self.client.pipeline(transaction=False)
-                _queue_peeks(pipe, keys)
-                values = await self._bound(pipe.execute(), self.timeout)
+                values = await self._pipelined(partial(_queue_peeks, keys=keys))
             else:
                 values = await self._bound(self.client.mget(keys), self.timeout)
         except _ASYNC_FAILURES as exc:
@@ -628,9 +638,7 @@ class RedisAsyncTransport(_Guard):
         breaker = self.enter("lookup")
         try:
             if self._cluster:
-                pipe = self.client.pipeline(transaction=False)
-                _queue_lookups(pipe, keys, leases, lease_ms)
-                values = await self._bound(pipe.execute(), self.timeout)
+                values = await self._pipelined(partial(_queue_lookups, keys=keys, leases=leases, lease_ms=lease_ms))
             else:
                 values = await self._bound(self._evalsha(LEASE_MANY, len(keys), *keys, *leases, lease_ms), self.timeout)
         except _ASYNC_FAILURES as exc:
@@ -641,11 +649,8 @@ class RedisAsyncTransport(_Guard):
     async def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
         breaker = self.enter("fill")
         try:
-            if self._cluster:  # cluster pipelines cannot load scripts: send the source
-                pipe = self.client.pipeline(transaction=False)
-                for key, lease, value, ttl_ms in fills:
-                    pipe.execute_command("EVAL", FILL_IF_LEASE_HELD, 1, key, lease, value, ttl_ms)
-                results = await self._bound(pipe.execute(), self.timeout)
+            if self._cluster:
+                results = await self._pipelined(partial(_queue_fills, fills=fills))
             else:
                 arguments: list[Any] = [key for key, _, _, _ in fills]
                 for _, lease, value, ttl_ms in fills:
