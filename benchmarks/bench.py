@@ -1087,6 +1087,7 @@ class Benchmark:
             "sqlalchemy": package("sqlalchemy"),
             "sqlmodel": package("sqlmodel"),
             "redis-py": package("redis"),
+            "hiredis": package("hiredis"),
             "msgpack": package("msgpack"),
             "psycopg": package("psycopg"),
             "asyncpg": package("asyncpg"),

@@ -77,6 +77,16 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
     assert {t["verdict"].split()[0] for t in report["targets"]} <= {"PASS", "FAIL"}
     assert len(report["targets"]) == 9
     assert report["cluster"]["hit_to_floor"] > 0
-    for name in ("redis-server", "postgresql", "sqlalchemy", "sqlmodel", "redis-py", "msgpack", "psycopg", "asyncpg"):
+    for name in (
+        "redis-server",
+        "postgresql",
+        "sqlalchemy",
+        "sqlmodel",
+        "redis-py",
+        "hiredis",
+        "msgpack",
+        "psycopg",
+        "asyncpg",
+    ):
         assert report["versions"][name], name
     assert "hit" in result.stdout and "verdict" in result.stdout
