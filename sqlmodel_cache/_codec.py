@@ -138,19 +138,25 @@ def _parse_datetime(text: str) -> dt.datetime:
     return dt.datetime.fromisoformat(text)
 
 
+def _new_epoch(zone_id: int | bytes, zone: dt.tzinfo) -> dt.datetime:
+    """1970-01-01 00:00 on ``zone``'s wall clock, remembered under ``zone_id``: its offset in
+    seconds (``int``) or its key (``bytes``); a handful of zones in practice."""
+    epoch = _EPOCH.replace(tzinfo=zone)
+    if len(_epochs) < 1024:
+        _epochs[zone_id] = epoch
+    return epoch
+
+
+_epochs: dict[int | bytes, dt.datetime] = {}
+
+
 def _offset_datetime(data: bytes) -> dt.datetime:
     wall, offset = _MICROS_OFFSET.unpack(data)
-    epoch = _offset_epochs.get(offset)
+    epoch = _epochs.get(offset)
     if epoch is None:
-        epoch = _EPOCH.replace(tzinfo=dt.timezone(dt.timedelta(seconds=offset)))
-        if len(_offset_epochs) < 1024:
-            _offset_epochs[offset] = epoch
+        epoch = _new_epoch(offset, dt.timezone(dt.timedelta(seconds=offset)))
     # Adding to an aware datetime moves its wall clock and keeps its zone.
     return epoch + dt.timedelta(microseconds=wall)
-
-
-# The 1970-01-01 wall clock in each fixed offset seen so far (a handful in practice).
-_offset_epochs: dict[int, dt.datetime] = {}
 
 
 def _naive_datetime(data: bytes) -> dt.datetime:
@@ -160,17 +166,11 @@ def _naive_datetime(data: bytes) -> dt.datetime:
 def _zoned_datetime(data: bytes) -> dt.datetime:
     wall, fold = _MICROS_FOLD.unpack_from(data)
     key = data[_MICROS_FOLD.size :]
-    epoch = _zoned_epochs.get(key)
+    epoch = _epochs.get(key)
     if epoch is None:
-        epoch = _EPOCH.replace(tzinfo=ZoneInfo(key.decode()))
-        if len(_zoned_epochs) < 1024:
-            _zoned_epochs[key] = epoch
+        epoch = _new_epoch(key, ZoneInfo(key.decode()))
     value = epoch + dt.timedelta(microseconds=wall)
     return value.replace(fold=fold) if fold else value
-
-
-# The 1970-01-01 wall clock in each named zone seen so far.
-_zoned_epochs: dict[bytes, dt.datetime] = {}
 
 
 def _timedelta(data: bytes) -> dt.timedelta:
