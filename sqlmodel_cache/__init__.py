@@ -3,9 +3,11 @@
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from ._config import CacheConfig, SQLModelCache
+from ._config import CacheConfig
 from ._errors import CacheError, ConfigurationError
+from ._facade import SQLModelCache
 from ._session import CachedSession
+from ._stats import CacheStats
 
 if TYPE_CHECKING:
     from ._async_session import AsyncCachedSession
@@ -14,6 +16,7 @@ __all__ = [
     "AsyncCachedSession",
     "CacheConfig",
     "CacheError",
+    "CacheStats",
     "CachedSession",
     "ConfigurationError",
     "SQLModelCache",

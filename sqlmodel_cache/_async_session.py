@@ -1,35 +1,26 @@
-"""`AsyncCachedSession`: the asyncio twin of `CachedSession`.
+"""`AsyncCachedSession`: owns the asyncio I/O of cached reads; every decision is the policy's.
 
-Every decision comes from the same steps as the sync session (`_core`, `_read`,
-`_tracking`, `_eviction`); only the I/O differs: Redis calls are awaited on the event
-loop with the asyncio client, and the eviction that runs inside SQLAlchemy's greenlet at
-commit awaits the same client through ``await_only``; no blocking Redis call ever runs in
-the loop.
+Redis calls are awaited on the event loop with the asyncio client. The eviction that runs
+inside SQLAlchemy's greenlet at commit awaits the same client there, so no blocking Redis
+call ever runs in the loop.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from sqlalchemy import util
-from sqlalchemy.orm import Session as _SyncSession
 from sqlalchemy.orm._typing import OrmExecuteOptionsParameter
-from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.orm.session import _EntityBindKey, _PKIdentityArgument
-from sqlalchemy.sql.selectable import ForUpdateParameter
-from sqlalchemy.util import await_only
 from sqlmodel import Session
 from sqlmodel.ext.asyncio.session import AsyncSession
+from typing_extensions import Unpack
 
-from ._config import current_settings
-from ._core import plan_call, refreshes, unsent_evictions
-from ._errors import TransportError
-from ._eviction import evict, evicted, eviction_failed
-from ._many import BatchRead
-from ._read import prepare_read
-from ._tracking import install_write_tracking
-from .transport import RedisAsyncTransport
+from ._flow import run_async
+from ._policy import GetOptions, plain_get_options
+from ._read import plan_get, plan_many
+from ._writes import install_write_tracking
 
 __all__ = ["AsyncCachedSession"]
 
@@ -40,15 +31,7 @@ class AsyncTrackedSession(Session):
     """The sync session inside `AsyncCachedSession`: tracks writes, evicts via asyncio Redis."""
 
 
-def _delete_from_greenlet(transport: RedisAsyncTransport, keys: list[str]) -> None:
-    await_only(transport.delete_many(keys))
-
-
-def _evict(session: _SyncSession, keys: list[str]) -> None:
-    evict(keys, RedisAsyncTransport, _delete_from_greenlet)
-
-
-install_write_tracking(AsyncTrackedSession, _evict)
+install_write_tracking(AsyncTrackedSession, asynchronous=True)
 
 
 class AsyncCachedSession(AsyncSession):
@@ -71,69 +54,13 @@ class AsyncCachedSession(AsyncSession):
         await super().__aexit__(type_, value, traceback)
 
     async def get(
-        self,
-        entity: _EntityBindKey[_O],
-        ident: _PKIdentityArgument,
-        *,
-        options: Sequence[ORMOption] | None = None,
-        populate_existing: bool | None = None,
-        with_for_update: ForUpdateParameter = None,
-        identity_token: Any | None = None,
-        execution_options: OrmExecuteOptionsParameter = util.EMPTY_DICT,
+        self, entity: _EntityBindKey[_O], ident: _PKIdentityArgument, **options: Unpack[GetOptions]
     ) -> _O | None:
-        call = plan_call(
-            entity,
-            options=options,
-            populate_existing=populate_existing,
-            with_for_update=with_for_update,
-            identity_token=identity_token,
-            execution_options=execution_options,
-            transport_type=RedisAsyncTransport,
-            session_name="AsyncCachedSession",
-        )
-        lookup = call.lookup(ident) if call is not None else None
-        if lookup is None:
-            return await super().get(
-                entity,
-                ident,
-                options=options,
-                populate_existing=refreshes(with_for_update, populate_existing),
-                with_for_update=with_for_update,
-                identity_token=identity_token,
-                execution_options=execution_options,
-            )
-
-        async def from_database() -> _O | None:
-            return await super(AsyncCachedSession, self).get(entity, ident, execution_options=execution_options)
-
-        transport: RedisAsyncTransport = lookup.settings.transport  # type: ignore[assignment]
-        if unsent_evictions:
-            await _send_unsent_evictions(transport)
-        plan = prepare_read(self.sync_session, lookup)
-        if plan is None:
-            return await from_database()
-        if plan.needs_connection_check:
-            connection = await self.connection(bind_arguments={"mapper": lookup.info.mapper})
-            plan.check_connection(connection.sync_connection)  # type: ignore[arg-type]
-        try:
-            if plan.takes_lease:
-                raw = await transport.lookup(lookup.key, lookup.lease, lookup.settings.lease_ms)
-            else:
-                raw = await transport.peek(lookup.key)
-        except TransportError as exc:
-            plan.redis_failed("lookup", exc)
-            return await from_database()
-        values = plan.hit(raw)
-        if values is not None:
-            return lookup.info.load_into(self.sync_session, values)  # type: ignore[no-any-return]
-        loaded = await from_database()
-        value = plan.fill_value(self.sync_session, loaded)
-        if value is not None:
-            try:
-                plan.filled(await transport.fill(lookup.key, lookup.lease, value, lookup.ttl_ms))
-            except TransportError as exc:
-                plan.redis_failed("fill", exc)
-        return loaded
+        """``AsyncSession.get``, through the cache for opted-in models; the same arguments."""
+        read = plan_get(self.sync_session, entity, ident, options, asynchronous=True)
+        if read is None:
+            return await super().get(entity, ident, **plain_get_options(options))
+        return await run_async(read, self)
 
     async def get_many(
         self,
@@ -146,53 +73,4 @@ class AsyncCachedSession(AsyncSession):
 
         As `CachedSession.get_many`: identity map, Redis, one SELECT, fills.
         """
-        batch = BatchRead(
-            self.sync_session, entity, idents, execution_options, RedisAsyncTransport, "AsyncCachedSession"
-        )
-        for position, ident in batch.from_identity_map:
-            batch.results[position] = await self.get(entity, ident, execution_options=execution_options)
-        if batch.needs_connection_check:
-            connection = await self.connection(bind_arguments={"mapper": batch.mapper})
-            batch.check_connection(connection.sync_connection)  # type: ignore[arg-type]
-        keys = batch.peek_requests()
-        if keys:
-            transport = _configured_transport()
-            await _send_unsent_evictions(transport)
-            try:
-                batch.apply_peeks(await transport.peek_many(keys))
-                keys, leases = batch.lease_requests()
-                if keys:
-                    batch.apply_leases(leases, await transport.lookup_many(keys, leases, batch.lease_ms))
-            except TransportError as exc:
-                batch.redis_failed(exc)
-        statement = batch.select_statement()
-        if statement is not None:
-            batch.apply_rows((await self.exec(statement, execution_options=execution_options)).all())
-        fills = batch.fill_requests()
-        if fills:
-            try:
-                batch.filled(await _configured_transport().fill_many(fills))
-            except TransportError as exc:
-                batch.fill_failed(exc)
-        return batch.results
-
-
-def _configured_transport() -> RedisAsyncTransport:
-    settings = current_settings()
-    assert settings is not None and isinstance(settings.transport, RedisAsyncTransport)
-    return settings.transport
-
-
-async def _send_unsent_evictions(transport: RedisAsyncTransport) -> None:
-    """Retry evictions that failed earlier; their keys stay unreadable until this succeeds."""
-    if not unsent_evictions:
-        return
-    keys, prefixes = unsent_evictions.take()
-    try:
-        for prefix in prefixes:
-            await transport.purge(prefix)
-        await transport.delete_many(keys)
-    except TransportError as exc:
-        eviction_failed(keys, exc, retry=True)
-    else:
-        evicted(keys, prefixes)
+        return await run_async(plan_many(self.sync_session, entity, idents, execution_options, asynchronous=True), self)

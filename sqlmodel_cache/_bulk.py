@@ -16,32 +16,30 @@ from sqlalchemy import select
 from sqlalchemy.orm import ORMExecuteState, Session
 from sqlalchemy.sql.elements import TextClause
 
-from ._config import current_settings
-from ._core import key_for_pk
+from ._eviction import row_keys
+from ._keys import KeyScheme
 from ._model import ModelInfo, model_info
+from ._runtime import active
 
 __all__ = ["track_statement"]
 
-Record = Callable[[Session, set[str], "type | None"], None]
+Record = Callable[[Session, set[str], "KeyScheme | None", "type | None"], None]
 
 _WRITE_VERBS = ("insert", "update", "delete", "merge", "upsert", "replace", "call", "truncate", "alter", "drop")
 
 
-def _keys(info: ModelInfo, pks: Iterable[Sequence[Any]]) -> set[str]:
-    settings = current_settings()
-    if settings is None:
-        return set()
-    keys = set()
-    for pk in pks:
-        part = info.pk_part(list(pk))
-        if part is not None:
-            keys.add(key_for_pk(info, settings.key_prefix, part))
-    return keys
+def _record(state: ORMExecuteState, record: Record, info: ModelInfo, pks: Iterable[Sequence[Any]]) -> None:
+    """Record the rows ``pks`` of ``info``'s model as changed by a bulk statement."""
+    runtime = active()
+    if runtime is None:
+        record(state.session, set(), None, info.cls)
+        return
+    record(state.session, row_keys(runtime, info, pks), runtime.keys, info.cls)
 
 
 def _pks_in_parameters(info: ModelInfo, parameters: Any) -> list[list[Any]]:
     rows = parameters if isinstance(parameters, list) else [parameters]
-    names = [info.attr_keys[i] for i in info.pk_positions]
+    names = info.pk_names
     pks = []
     for row in rows:
         if isinstance(row, Mapping) and all(name in row for name in names):
@@ -61,14 +59,14 @@ def track_statement(state: ORMExecuteState, record: Record) -> Any:
     if isinstance(statement, TextClause):
         # Raw SQL is not evicted (documented), but a write must still stop fills.
         if statement.text.lstrip().lower().startswith(_WRITE_VERBS):
-            record(state.session, set(), None)
+            record(state.session, set(), None, None)
         return None
     if not (state.is_update or state.is_delete or state.is_insert):
         return None
     mapper = state.bind_mapper
     info = model_info(mapper.class_) if mapper is not None else None
     if info is None:
-        record(state.session, set(), None)  # even an uncached table's triggers may change ours
+        record(state.session, set(), None, None)  # even an uncached table's triggers may change ours
         return None
 
     session = state.session
@@ -76,7 +74,7 @@ def track_statement(state: ORMExecuteState, record: Record) -> Any:
         # Bulk INSERT (including upserts) and UPDATE by primary key name their rows. Run
         # the statement first: the keys belong to the transaction it begins.
         result = state.invoke_statement()
-        record(session, _keys(info, _pks_in_parameters(info, state.parameters)), info.cls)
+        _record(state, record, info, _pks_in_parameters(info, state.parameters))
         return result
 
     dialect = _dialect(state)
@@ -84,8 +82,7 @@ def track_statement(state: ORMExecuteState, record: Record) -> Any:
     if has_returning and not getattr(statement, "_returning", ()):
         with_keys = statement.return_defaults(*info.mapper.primary_key)  # type: ignore[attr-defined]
         result = state.invoke_statement(statement=with_keys)
-        rows = getattr(result, "returned_defaults_rows", None) or []
-        record(session, _keys(info, rows), info.cls)
+        _record(state, record, info, getattr(result, "returned_defaults_rows", None) or [])
         return result
 
     criteria = getattr(statement, "whereclause", None)
@@ -95,5 +92,5 @@ def track_statement(state: ORMExecuteState, record: Record) -> Any:
     if dialect.name not in ("sqlite",):
         matched = matched.with_for_update()
     rows = session.execute(matched, state.parameters or None, bind_arguments=state.bind_arguments).all()
-    record(session, _keys(info, rows), info.cls)
+    _record(state, record, info, rows)
     return None

@@ -1,68 +1,92 @@
-"""Sending evictions, and keeping the ones that could not be sent.
+"""Eviction: owns which keys a change evicts and the delivery of evictions, as flows.
 
-The bookkeeping (counters, the kept keys, the warning) is shared; the sync and async
-callers differ only in how they make the transport call.
+A commit's evictions go in one round trip. One that fails is kept by the runtime: retried
+before this process reads the cache again, and its keys are not read from the cache until
+it gets through. Sync and async sessions run the same flows with their own I/O.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
-from ._config import current_settings
-from ._core import unsent_evictions
-from ._errors import TransportError
-from ._stats import counters, logger, warn_redis_failure
-from .transport import RedisSyncTransport
+from ._errors import ConfigurationError, TransportError
+from ._flow import Flow, Redis
+from ._keys import pk_values
+from ._model import ModelInfo, model_info
+from ._runtime import Runtime
+from ._stats import logger
 
-__all__ = ["evict", "evicted", "eviction_failed", "send_unsent_evictions"]
-
-T = TypeVar("T")
-
-
-def evicted(keys: list[str], purged: list[str] | None = None) -> None:
-    if purged is not None:  # a retry of kept evictions
-        unsent_evictions.done(keys, purged)
-    counters.invalidations += len(keys)
-    logger.debug("evicted %d keys", len(keys))
+__all__ = ["deliver", "deliver_kept", "keys_for_identities", "keys_of_states", "row_keys"]
 
 
-def eviction_failed(keys: list[str], exc: TransportError, retry: bool = False) -> None:
-    """Keep ``keys``: they are retried, and not read, until an eviction gets through."""
-    if not retry:
-        counters.invalidations_failed += 1
-        unsent_evictions.add(keys)
-    warn_redis_failure("eviction retry" if retry else "eviction", exc)
-
-
-def evict(keys: list[str], transport_type: type[T], deliver: Callable[[T, list[str]], None]) -> None:
-    """Delete ``keys`` with the configured transport, which must be a ``transport_type``."""
-    settings = current_settings()
-    transport = settings.transport if settings is not None else None
-    if not isinstance(transport, transport_type):
-        logger.error(
-            "cannot evict %d keys now: this session needs a configured %s; they are kept for later",
-            len(keys),
-            transport_type.__name__,
+def keys_for_identities(runtime: Runtime, model: type, identities: Iterable[Any]) -> list[str]:
+    """Cache keys of ``model``'s rows with these primary keys (as ``get()`` accepts them)."""
+    info = model_info(model) if isinstance(model, type) else None
+    if info is None:
+        raise ConfigurationError(
+            f"{getattr(model, '__name__', model)!r} is not a cached model (it has no enabled __cache_config__)"
         )
-        unsent_evictions.add(keys)
-        return
-    try:
-        deliver(transport, keys)
-    except TransportError as exc:
-        eviction_failed(keys, exc)
-    else:
-        evicted(keys)
+    stem = runtime.keys.stem(info.table, info.fingerprint)
+    keys = []
+    for ident in identities:
+        pk = pk_values(info.pk_names, ident)
+        part = info.pk_part(pk) if pk is not None else None
+        if part is None:
+            raise ConfigurationError(
+                f"{ident!r} is not a primary key of {model.__name__}: give the key columns' values, "
+                "a tuple for composite keys, as session.get() takes them"
+            )
+        keys.append(stem + part)
+    return keys
 
 
-def send_unsent_evictions(transport: RedisSyncTransport) -> None:
-    """Retry evictions that failed earlier; their keys stay unreadable until this succeeds."""
-    keys, prefixes = unsent_evictions.take()
+def row_keys(runtime: Runtime, info: ModelInfo, pks: Iterable[Sequence[Any]]) -> set[str]:
+    """Cache keys of ``info``'s rows with these primary keys (ones no key can hold are left out)."""
+    stem = runtime.keys.stem(info.table, info.fingerprint)
+    parts = map(info.pk_part, pks)
+    return {stem + part for part in parts if part is not None}
+
+
+def keys_of_states(runtime: Runtime, states: Iterable[Any]) -> set[str]:
+    """Cache keys of the rows behind ``states``: their old identity and current primary key."""
+    keys: set[str] = set()
+    for state in states:
+        info = model_info(state.class_)
+        if info is None:
+            continue
+        pks = [state.key[1]] if state.key is not None else []
+        current = info.pk_of(state.dict)
+        if current is not None:
+            pks.append(current)
+        keys |= row_keys(runtime, info, pks)
+    return keys
+
+
+def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
+    """Delete ``keys``; if Redis fails, keep them for a retry."""
     try:
-        for prefix in prefixes:
-            transport.purge(prefix)
-        transport.delete_many(keys)
+        yield Redis(runtime.transport.delete_many, (keys,))
     except TransportError as exc:
-        eviction_failed(keys, exc, retry=True)
+        runtime.counters.invalidations_failed += 1
+        runtime.evictions.keep(keys, runtime.keys)
+        runtime.failures.failed("eviction", exc)
     else:
-        evicted(keys, prefixes)
+        runtime.counters.invalidations += len(keys)
+        logger.debug("evicted %d keys", len(keys))
+
+
+def deliver_kept(runtime: Runtime) -> Flow[None]:
+    """Retry the evictions that failed earlier; their keys stay unreadable until this succeeds."""
+    keys, schemes = runtime.evictions.take()
+    try:
+        for scheme in schemes:
+            yield Redis(runtime.transport.purge, (scheme.pattern,))
+        if keys:
+            yield Redis(runtime.transport.delete_many, (keys,))
+    except TransportError as exc:
+        runtime.failures.failed("eviction retry", exc)
+    else:
+        runtime.evictions.done(keys, schemes)
+        runtime.counters.invalidations += len(keys)
+        logger.debug("evicted %d kept keys", len(keys))

@@ -1,7 +1,5 @@
-"""Everything the cache needs to know about one model, computed once per class.
-
-Key layout, row layout and instance construction live here so that the sync and async
-sessions (and eviction) share one definition of "the entry for this row".
+"""The model layer: owns what the cache knows of one model class (columns, primary key,
+fingerprint) and how a cached row becomes a persistent instance, computed once per class.
 """
 
 from __future__ import annotations
@@ -10,13 +8,10 @@ import enum
 import hashlib
 import operator
 import threading
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import quote
 
-import msgpack
 from sqlalchemy import Column, Table, inspect
 from sqlalchemy.orm import ColumnProperty, Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
@@ -24,40 +19,14 @@ from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.types import Enum as SAEnum
 from sqlalchemy.types import TypeDecorator
 
-from . import _codec
 from ._config import CacheConfig
 from ._errors import ConfigurationError
+from ._keys import PkPart, pk_encoder, pk_part_function
 
 __all__ = ["ModelInfo", "model_info"]
 
 # Bump when the stored layout changes: old entries then live under other keys.
 LAYOUT_VERSION: Final = 2
-
-PkEncoder = Callable[[Any], "str | None"]
-
-
-def _encode_int(value: Any) -> str | None:
-    return str(value) if type(value) is int else None
-
-
-def _encode_str(value: Any) -> str | None:
-    return quote(value, safe="") if type(value) is str else None
-
-
-def _encode_uuid(value: Any) -> str | None:
-    return value.hex if isinstance(value, uuid.UUID) else None
-
-
-def _generic_encoder(python_type: type | None) -> PkEncoder:
-    def encode(value: Any) -> str | None:
-        if python_type is not None and type(value) is not python_type:
-            return None
-        try:
-            return _codec.pack([value]).hex()
-        except (TypeError, ValueError, OverflowError):
-            return None
-
-    return encode
 
 
 def _python_type(column: Column[Any]) -> type | None:
@@ -72,17 +41,6 @@ def _python_type(column: Column[Any]) -> type | None:
     return None if python_type is object else python_type
 
 
-def _pk_encoder(column: Column[Any]) -> PkEncoder:
-    python_type = _python_type(column)
-    if python_type is int:
-        return _encode_int
-    if python_type is str:
-        return _encode_str
-    if python_type is uuid.UUID:
-        return _encode_uuid
-    return _generic_encoder(python_type)
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class ModelInfo:
     """A cacheable model's layout: which columns, in what order, under which key."""
@@ -94,7 +52,8 @@ class ModelInfo:
     fingerprint: bytes
     attr_keys: tuple[str, ...]
     pk_positions: tuple[int, ...]
-    pk_encoders: tuple[PkEncoder, ...]
+    pk_names: tuple[str, ...]  # the primary key's attribute names, in key order
+    pk_part: PkPart  # the key's primary-key part of the key's values (`_keys`)
     enum_columns: tuple[tuple[int, type[enum.Enum]], ...]
     # Attribute keys in the order SQLAlchemy's loader fills ``__dict__`` (SQLModel serializes
     # in ``__dict__`` order, so a cached instance must be filled the same way), and a
@@ -105,68 +64,9 @@ class ModelInfo:
     identity_of: Callable[[list[Any]], tuple[Any, ...]]  # the primary key of a decoded row
     entry_length: int  # the fingerprint, then the columns
 
-    def key_stem(self, prefix: str) -> str:
-        return f"{prefix}:{quote(self.table, safe='')}:{self.fingerprint.hex()}:"
-
-    def pk_part(self, pk: Sequence[Any]) -> str | None:
-        """The key's primary-key part, or ``None`` when a value is not of the column's type."""
-        if len(self.pk_encoders) == 1:
-            return self.pk_encoders[0](pk[0])
-        parts = []
-        for encode, value in zip(self.pk_encoders, pk, strict=True):
-            part = encode(value)
-            if part is None:
-                return None
-            parts.append(part)
-        return ",".join(parts)
-
-    def encode_row(self, state_dict: dict[str, Any]) -> bytes | None:
-        """The entry for a loaded row, or ``None`` when a column is unloaded or unstorable."""
-        try:
-            values: list[Any] = [self.fingerprint, *map(state_dict.__getitem__, self.attr_keys)]
-        except KeyError:
-            return None
-        for position, enum_cls in self.enum_columns:
-            member = values[position + 1]
-            if member is not None:
-                if type(member) is not enum_cls:
-                    return None
-                values[position + 1] = msgpack.ExtType(_codec.ENUM_CODE, member.name.encode())
-        try:
-            return _codec.pack(values)
-        except (TypeError, ValueError, OverflowError):
-            return None
-
-    def decode_row(self, data: bytes, pk_part: str) -> list[Any] | None:
-        """Column values from an entry, or ``None`` if it is not this model's entry for ``pk_part``."""
-        try:
-            values = _codec.unpack(data)
-        except _codec.DecodeError:
-            return None
-        if type(values) is not list or len(values) != self.entry_length or values[0] != self.fingerprint:
-            return None
-        del values[0]
-        for position, enum_cls in self.enum_columns:
-            name = values[position]
-            if name is not None:
-                if type(name) is not _codec.EnumName:
-                    return None
-                try:
-                    values[position] = enum_cls[name]
-                except KeyError:
-                    return None
-        if _codec.EnumName in map(type, values):  # an enum name in a column that is no enum
-            return None
-        if len(self.pk_positions) == 1:
-            if self.pk_encoders[0](values[self.pk_positions[0]]) != pk_part:
-                return None
-        elif self.pk_part([values[i] for i in self.pk_positions]) != pk_part:
-            return None
-        return values
-
     def pk_of(self, state_dict: dict[str, Any]) -> list[Any] | None:
         try:
-            return [state_dict[self.attr_keys[i]] for i in self.pk_positions]
+            return [state_dict[name] for name in self.pk_names]
         except KeyError:
             return None
 
@@ -283,7 +183,8 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         fingerprint=_fingerprint(table_name, columns),
         attr_keys=attr_keys,
         pk_positions=pk_positions,
-        pk_encoders=tuple(_pk_encoder(columns[i][1]) for i in pk_positions),
+        pk_names=tuple(attr_keys[i] for i in pk_positions),
+        pk_part=pk_part_function([pk_encoder(_python_type(columns[i][1])) for i in pk_positions]),
         enum_columns=enum_columns,
         fill_keys=tuple(attr_keys[position] for position in load_order),
         fill_values=_getter(load_order),

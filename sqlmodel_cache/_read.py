@@ -1,110 +1,251 @@
-"""One cached read, step by step, with every decision taken here and the I/O left to the
-session: ``prepare_read`` → (lookup or peek) → ``hit`` → (database) → ``fill_value`` →
-(fill) → ``filled``. The sync and async sessions run exactly these steps.
+"""Cached reads as flows: owns the order of a read's I/O steps, for ``get()`` and ``get_many()``.
+
+Every decision is the policy's (`_policy`); these only sequence Redis and database steps, and
+both sessions run them unchanged (`_flow`).
+
+``get()``: one round trip for a hit, ``SET ... NX GET`` taking the lease on a miss, the
+database, then the compare-and-set fill. ``get_many()``: the identity map, one multi-key read
+of every key (one MGET; one round trip per node on a cluster), leases for the misses in one
+more, one ``SELECT ... WHERE pk IN (...)`` for what Redis did not have, and the fills in one
+more.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy.engine import Connection
-from sqlalchemy.orm import Session
+import sqlalchemy as sa
+from sqlalchemy.orm import Mapper
+from sqlalchemy.util import EMPTY_DICT
+from sqlmodel import Session, select
 
-from ._core import Lookup, decode_hit, fill_value, is_lease, unsent_evictions
-from ._snapshot import connection_is_fresh
-from ._stats import counters, logger, warn_redis_failure
-from ._tracking import peek_write_log
+from ._errors import TransportError
+from ._eviction import deliver_kept
+from ._flow import Database, Flow, Redis
+from ._keys import pk_values
+from ._lease import Fill, new_lease, new_leases
+from ._policy import BUSY, GetOptions, ReadPolicy
+from ._stats import logger
 
-__all__ = ["ReadPlan", "prepare_read"]
+__all__ = ["plan_get", "plan_many"]
 
-
-class ReadPlan:
-    """A cache-eligible read that goes to Redis, and what it may do with the answer."""
-
-    __slots__ = ("_no_fill_reason", "lookup", "needs_connection_check", "takes_lease")
-
-    def __init__(self, lookup: Lookup, no_fill_reason: str | None, needs_connection_check: bool) -> None:
-        self.lookup = lookup
-        # A reader that may not publish only peeks: it never holds a lease that would
-        # keep other readers from filling.
-        self.takes_lease = no_fill_reason is None
-        self._no_fill_reason = no_fill_reason
-        # Inside an open transaction the snapshot rule needs the session's connection,
-        # which only the session can get (awaiting it, for the async one).
-        self.needs_connection_check = needs_connection_check and no_fill_reason is None
-
-    def check_connection(self, conn: Connection) -> None:
-        """Apply the snapshot rule to the connection the SELECT will run on."""
-        self.needs_connection_check = False
-        if not connection_is_fresh(conn):
-            self.takes_lease = False
-            self._no_fill_reason = "snapshot"
-
-    def redis_failed(self, operation: str, error: Exception) -> None:
-        warn_redis_failure(operation, error)
-        if operation == "lookup":
-            counters.misses += 1
-
-    def hit(self, raw: bytes | None) -> list[Any] | None:
-        """Column values if ``raw`` is a usable entry; otherwise the read goes to the database."""
-        if raw is None:
-            counters.misses += 1
-            return None
-        if is_lease(raw):
-            counters.misses += 1
-            self._no_fill_reason = "lease_busy"
-            return None
-        values = decode_hit(self.lookup, raw)
-        if values is not None:
-            logger.debug("hit %s", self.lookup.key)
-        else:
-            self._no_fill_reason = "corrupt"
-        return values
-
-    def fill_value(self, session: Session, instance: Any) -> bytes | None:
-        """The entry to publish for the row the database returned, or ``None`` not to."""
-        if instance is None:
-            return None
-        reason = self._no_fill_reason
-        if reason is None and not self.takes_lease:
-            reason = "lease_busy"
-        if reason is None:
-            log = peek_write_log(session)
-            if log is not None and log.has_writes:  # the load itself autoflushed
-                reason = "own_writes"
-        if reason is not None:
-            count_skipped(reason)
-            return None
-        return fill_value(self.lookup.info, self.lookup.pk_part, instance.__dict__)
-
-    def filled(self, published: bool) -> None:
-        if published:
-            counters.fills += 1
-            logger.debug("filled %s", self.lookup.key)
-        else:
-            counters.fills_skipped_lease_lost += 1
+Identity = tuple[Any, ...]
 
 
-def count_skipped(reason: str) -> None:
-    if reason == "own_writes":
-        counters.fills_skipped_own_writes += 1
-    elif reason == "snapshot":
-        counters.fills_skipped_snapshot += 1
-    elif reason == "lease_busy":
-        counters.fills_skipped_lease_busy += 1
+def _connection_for(mapper: Mapper[Any]) -> Database:
+    return Database(lambda session: session.connection(bind_arguments={"mapper": mapper}))
 
 
-def prepare_read(session: Session, lookup: Lookup) -> ReadPlan | None:
-    """How to read ``lookup`` through the cache, or ``None`` to read only the database."""
-    log = peek_write_log(session)
-    if log is not None and (lookup.key in log.written_keys or lookup.info.cls in log.bulk_changed):
-        counters.fills_skipped_own_writes += 1
-        return None  # this transaction changed the row: only the database has it
-    if lookup.info.mapper.identity_key_from_primary_key(tuple(lookup.pk)) in session.identity_map:
-        return None  # Session.get answers from the identity map, as without the cache
-    if lookup.key in unsent_evictions:
+def plan_get(session: Session, entity: Any, ident: Any, options: GetOptions, *, asynchronous: bool) -> Flow[Any] | None:
+    """The flow of a ``get()`` through the cache, or ``None`` for the plain ``get()``."""
+    policy = ReadPolicy.begin(session, entity, options, asynchronous=asynchronous)
+    pk = policy.pk_of(ident) if policy is not None else None
+    key_part = policy.key_of(pk) if policy is not None and pk is not None else None
+    if policy is None or pk is None or key_part is None:
         return None
-    if log is not None and log.has_writes:
-        return ReadPlan(lookup, "own_writes", needs_connection_check=False)
-    # Without a transaction the SELECT begins one, so its snapshot follows the lease.
-    return ReadPlan(lookup, None, needs_connection_check=session.get_transaction() is not None)
+    execution_options = options.get("execution_options", EMPTY_DICT)
+    bind_arguments: Any = options.get("bind_arguments")  # only `CachedSession.get` has them
+    from_database = Database(
+        lambda session: Session.get(
+            session, entity, ident, execution_options=execution_options, bind_arguments=bind_arguments
+        )
+    )
+    return _read_one(policy, pk, *key_part, from_database)
+
+
+def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_database: Database) -> Flow[Any]:
+    """One ``get()`` of a cacheable key."""
+    runtime = policy.runtime
+    if runtime.evictions:
+        yield from deliver_kept(runtime)
+    if policy.in_identity_map(pk) or not policy.cache_may_answer(key):
+        return (yield from_database)  # Session.get answers from the identity map, or only the database may
+    if policy.needs_connection_check:
+        policy.check_connection((yield _connection_for(policy.info.mapper)))
+    transport = runtime.transport
+    # A reader that may not publish only peeks: it never holds a lease that would keep
+    # other readers from filling.
+    lease = new_lease() if policy.no_fill is None else None
+    try:
+        if lease is not None:
+            raw = yield Redis(transport.lookup, (key, lease, runtime.settings.lease_ms))
+        else:
+            raw = yield Redis(transport.peek, (key,))
+    except TransportError as exc:
+        policy.redis_failed("lookup", exc)
+        policy.missed()
+        return (yield from_database)
+    verdict = policy.judge(raw, part)
+    if isinstance(verdict, list):
+        logger.debug("hit %s", key)
+        return policy.info.load_into(policy.session, verdict)
+    policy.missed()
+    loaded = yield from_database
+    if loaded is None or not policy.may_publish(verdict):
+        return loaded
+    value = policy.entry_for(loaded, part)
+    if value is not None and lease is not None:
+        try:
+            stored = yield Redis(transport.fill, (key, lease, value, policy.ttl_ms))
+        except TransportError as exc:
+            policy.redis_failed("fill", exc)
+        else:
+            policy.filled(int(stored), int(not stored))
+            logger.debug("filled %s" if stored else "lease lost, not filled: %s", key)
+    return loaded
+
+
+def _get(entity: type, ident: Any, execution_options: Mapping[str, Any]) -> Database:
+    """``Session.get`` itself, as a database step: the identity map, else one SELECT."""
+    return Database(lambda session: Session.get(session, entity, ident, execution_options=execution_options))
+
+
+class _ManyRead:
+    """One ``get_many()``: which key goes where, and the results in the order asked."""
+
+    def __init__(self, session: Session, entity: type, idents: list[Any], policy: ReadPolicy | None) -> None:
+        self.session, self.entity, self.policy = session, entity, policy
+        self.mapper: Mapper[Any] = sa.inspect(entity)
+        self.results: list[Any] = [None] * len(idents)
+        self.from_identity_map: list[tuple[int, Any]] = []
+        self.positions: dict[Identity, list[int]] = {}
+        self.database: dict[Identity, list[Any]] = {}  # read by the SELECT
+        self.cached: dict[Identity, tuple[str, str]] = {}  # key and part: asked of Redis
+        self.leased: dict[Identity, tuple[str, str, bytes]] = {}  # leases this call holds
+        self.unleased: list[Identity] = []  # missed where this call may not fill
+        self.busy: list[Identity] = []  # another reader's lease was there
+        self.loaded: dict[Any, Any] = {}
+        if policy is not None:
+            names: Sequence[str] = policy.info.pk_names
+        else:
+            names = [self.mapper.get_property_by_column(column).key for column in self.mapper.primary_key]
+        identity_map = session.identity_map
+        mapped = len(identity_map) > 0  # a new session (the usual case) has nothing to look up
+        identity_class = self.mapper._identity_class
+        for position, ident in enumerate(idents):
+            pk = pk_values(names, ident)
+            if pk is None:
+                raise sa.exc.InvalidRequestError(
+                    f"{ident!r} is not a primary key of {entity.__name__}: give the key columns' values, "
+                    "a tuple for composite keys"
+                )
+            identity = (identity_class, tuple(pk), None)
+            if mapped and identity in identity_map:
+                self.from_identity_map.append((position, ident))
+            elif identity in self.positions:
+                self.positions[identity].append(position)
+            else:
+                self.positions[identity] = [position]
+                key_part = policy.key_of(pk) if policy is not None else None
+                if key_part is not None and policy is not None and policy.cache_may_answer(key_part[0]):
+                    self.cached[identity] = key_part
+                else:
+                    self.database[identity] = pk
+
+    def place(self, identity: Identity, instance: Any) -> None:
+        for position in self.positions[identity]:
+            self.results[position] = instance
+
+    def ask_redis(self, policy: ReadPolicy) -> Flow[None]:
+        """Hits from one multi-key read; leases for the misses where this call may fill."""
+        runtime = policy.runtime
+        transport = runtime.transport
+        if runtime.evictions:
+            yield from deliver_kept(runtime)
+        if policy.needs_connection_check:
+            policy.check_connection((yield _connection_for(self.mapper)))
+        asked = self.cached
+        try:
+            asked = self.sort(policy, asked, (yield Redis(transport.peek_many, ([key for key, _ in asked.values()],))))
+            if asked and policy.no_fill is None:
+                keys = [key for key, _ in asked.values()]
+                leases = new_leases(len(keys))
+                lease_of = dict(zip(asked, leases, strict=True))
+                raws = yield Redis(transport.lookup_many, (keys, leases, runtime.settings.lease_ms))
+                asked = self.sort(policy, asked, raws)  # a key filled meanwhile is a hit after all
+                self.leased = {identity: (key, part, lease_of[identity]) for identity, (key, part) in asked.items()}
+            else:
+                self.unleased = list(asked)
+        except TransportError as exc:
+            policy.redis_failed("lookup", exc)  # whichever step failed, what it asked goes to the SELECT
+        policy.missed(len(asked))
+        self.to_database(asked)
+
+    def sort(
+        self, policy: ReadPolicy, asked: dict[Identity, tuple[str, str]], raws: list[bytes | None]
+    ) -> dict[Identity, tuple[str, str]]:
+        """Hits become instances, the unusable go to the SELECT; the empty keys are returned."""
+        hits: list[Identity] = []
+        rows: list[list[Any]] = []
+        empty: dict[Identity, tuple[str, str]] = {}
+        for (identity, key_part), raw in zip(asked.items(), raws, strict=True):
+            verdict = policy.judge(raw, key_part[1])
+            if verdict is None:
+                empty[identity] = key_part
+            elif isinstance(verdict, list):
+                hits.append(identity)
+                rows.append(verdict)
+            else:
+                policy.missed()
+                if verdict is BUSY:
+                    self.busy.append(identity)
+                self.database[identity] = list(identity[1])
+        for identity, instance in zip(hits, policy.info.load_rows(self.session, rows), strict=True):
+            self.place(identity, instance)
+        return empty
+
+    def to_database(self, identities: Iterable[Identity]) -> None:
+        for identity in identities:
+            self.database[identity] = list(identity[1])
+
+    def select(self, execution_options: Mapping[str, Any]) -> Database:
+        """One SELECT for every identity that Redis did not answer."""
+        columns = list(self.mapper.primary_key)
+        pks = [tuple(pk) for pk in self.database.values()]
+        criterion = columns[0].in_([pk[0] for pk in pks]) if len(columns) == 1 else sa.tuple_(*columns).in_(pks)
+        statement: Any = select(self.entity).where(criterion)
+        return Database(lambda session: session.exec(statement, execution_options=execution_options).all())
+
+    def place_rows(self, instances: Iterable[Any]) -> None:
+        """Place the rows the SELECT returned (absent ones stay ``None``)."""
+        self.loaded = {sa.inspect(instance).identity_key: instance for instance in instances}
+        for identity in self.database:
+            self.place(identity, self.loaded.get(identity))
+
+    def fills(self, policy: ReadPolicy) -> list[Fill]:
+        """What to publish: loaded rows whose leases this call holds, by the rules of ``get()``."""
+        requests = []
+        for identity in (*self.unleased, *self.busy, *self.leased):
+            instance = self.loaded.get(identity)
+            if instance is None or not policy.may_publish(BUSY if identity in self.busy else None):
+                continue
+            key, part, lease = self.leased[identity]
+            value = policy.entry_for(instance, part)
+            if value is not None:
+                requests.append((key, lease, value, policy.ttl_ms))
+        return requests
+
+
+def plan_many(
+    session: Session, entity: type, idents: Iterable[Any], execution_options: Mapping[str, Any], *, asynchronous: bool
+) -> Flow[list[Any]]:
+    """The flow of one ``get_many()``: the rows in the order asked, ``None`` where there is none."""
+    policy = ReadPolicy.begin(session, entity, {"execution_options": execution_options}, asynchronous=asynchronous)
+    read = _ManyRead(session, entity, list(idents), policy)
+    for position, ident in read.from_identity_map:
+        read.results[position] = yield _get(entity, ident, execution_options)
+    if policy is not None and read.cached:
+        yield from read.ask_redis(policy)
+    if read.database:
+        read.place_rows((yield read.select(execution_options)))
+    fills = read.fills(policy) if policy is not None else []
+    if fills and policy is not None:
+        try:
+            published = yield Redis(policy.runtime.transport.fill_many, (fills,))
+        except TransportError as exc:
+            policy.redis_failed("fill", exc)
+        else:
+            stored = sum(map(bool, published))
+            policy.filled(stored, len(published) - stored)
+    return read.results

@@ -1,14 +1,19 @@
-"""Counters and rate-limited warnings: what the cache did, readable at any time."""
+"""Observability: owns the counters (`CacheStats`), the reasons a fill is skipped, and the
+rate-limited WARNING for Redis failures, all under the ``sqlmodel_cache`` logger.
+"""
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
 from dataclasses import dataclass, fields
 from typing import Final
 
-__all__ = ["CacheStats", "counters", "logger", "warn_redis_failure"]
+from ._errors import CircuitOpen
+
+__all__ = ["CacheStats", "FailureLog", "Skip", "logger"]
 
 logger: Final = logging.getLogger("sqlmodel_cache")
 
@@ -16,9 +21,19 @@ logger: Final = logging.getLogger("sqlmodel_cache")
 WARNING_INTERVAL_S: Final = 10.0
 
 
+class Skip(enum.Enum):
+    """Why a row read from the database was not published; each value names its counter."""
+
+    LEASE_LOST = "fills_skipped_lease_lost"  # an eviction (or another reader) took the key meanwhile
+    LEASE_BUSY = "fills_skipped_lease_busy"  # another reader holds the key's lease
+    SNAPSHOT = "fills_skipped_snapshot"  # the SELECT may have read an older snapshot
+    OWN_WRITES = "fills_skipped_own_writes"  # this transaction wrote: nothing it reads is published
+    UNSTORABLE = "fills_skipped_unstorable"  # a value the entry format cannot hold
+
+
 @dataclass(slots=True)
 class CacheStats:
-    """Counts since start-up (or the last ``SQLModelCache.reset()``).
+    """What the cache did since ``SQLModelCache.configure()``.
 
     Updated without locks, to keep them off the hot path: under many threads a rare
     increment may be lost.
@@ -38,43 +53,40 @@ class CacheStats:
     redis_errors: int = 0
     # Redis calls not made because the circuit breaker was open.
     breaker_skips: int = 0
+    # Keys whose eviction failed, kept to be retried (and not read from the cache meanwhile),
+    # and whether the whole key prefix waits for a purge because too many were kept.
+    evictions_pending: int = 0
+    purge_pending: bool = False
     # The configured transport's circuit breaker: "closed", "open" or "half-open".
     breaker_state: str = "closed"
     breaker_trips: int = 0
 
+    def skipped(self, reason: Skip, count: int = 1) -> None:
+        setattr(self, reason.value, getattr(self, reason.value) + count)
+
     def copy(self) -> CacheStats:
         return CacheStats(**{f.name: getattr(self, f.name) for f in fields(self)})
 
-    def clear(self) -> None:
-        for f in fields(self):
-            setattr(self, f.name, f.default)
 
+class FailureLog:
+    """Counts Redis failures and logs them: one WARNING per operation per window, else DEBUG."""
 
-counters: Final = CacheStats()
+    def __init__(self, counters: CacheStats) -> None:
+        self._counters = counters
+        self._last_warning: dict[str, float] = {}
+        self._lock = threading.Lock()
 
-_last_warning: dict[str, float] = {}
-_warning_lock = threading.Lock()
-
-
-def warn_redis_failure(operation: str, error: BaseException) -> None:
-    from ._errors import CircuitOpen
-
-    if isinstance(error, CircuitOpen):
-        counters.breaker_skips += 1
-        logger.debug("%s", error)
-        return
-    counters.redis_errors += 1
-    now = time.monotonic()
-    with _warning_lock:
-        last = _last_warning.get(operation)
-        if last is not None and now - last < WARNING_INTERVAL_S:
-            logger.debug("Redis %s failed again: %s", operation, error)
+    def failed(self, operation: str, error: BaseException) -> None:
+        if isinstance(error, CircuitOpen):
+            self._counters.breaker_skips += 1
+            logger.debug("%s", error)
             return
-        _last_warning[operation] = now
-    logger.warning("Redis %s failed, serving from the database: %s", operation, error)
-
-
-def reset_stats() -> None:
-    counters.clear()
-    with _warning_lock:
-        _last_warning.clear()
+        self._counters.redis_errors += 1
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_warning.get(operation)
+            if last is not None and now - last < WARNING_INTERVAL_S:
+                logger.debug("Redis %s failed again: %s", operation, error)
+                return
+            self._last_warning[operation] = now
+        logger.warning("Redis %s failed, serving from the database: %s", operation, error)

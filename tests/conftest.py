@@ -17,9 +17,7 @@ import redis.cluster
 import sqlalchemy as sa
 from sqlmodel import SQLModel
 
-from sqlmodel_cache import SQLModelCache
-from sqlmodel_cache._core import unsent_evictions
-from sqlmodel_cache._stats import counters, reset_stats
+from sqlmodel_cache import CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .servers import (
@@ -49,9 +47,7 @@ def _unavailable(error: Exception) -> None:
 def _reset_cache() -> Iterator[None]:
     """Every test starts unconfigured with zeroed counters, as the migration guide advises."""
     yield
-    SQLModelCache.reset()
-    reset_stats()
-    unsent_evictions.clear()
+    SQLModelCache.reset(drop_pending_evictions=True)
 
 
 @pytest.fixture(scope="session")
@@ -174,9 +170,24 @@ def fake_cache(fake_redis: fakeredis.FakeRedis) -> fakeredis.FakeRedis:
     return fake_redis
 
 
+class LiveStats:
+    """`SQLModelCache.stats()` read afresh at every attribute: the counters as they are now."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(SQLModelCache.stats(), name)
+
+    def copy(self) -> CacheStats:
+        return SQLModelCache.stats()
+
+    def __eq__(self, other: object) -> bool:
+        return SQLModelCache.stats() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 @pytest.fixture
 def stats() -> Any:
-    return counters
+    return LiveStats()
 
 
 class SQLCounter:

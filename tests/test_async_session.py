@@ -12,10 +12,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from sqlmodel_cache import AsyncCachedSession, CachedSession, ConfigurationError, SQLModelCache
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, ConfigurationError, SQLModelCache
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
+from .entries import row_in
 from .models import Hero, Membership, Team, Token
 
 
@@ -178,18 +178,13 @@ async def test_fifty_tasks_end_with_cache_equal_to_database(
             assert hero is not None
             assert (hero.name, hero.age) == expected
     # every entry still in Redis holds the committed row
-    from sqlmodel_cache._core import key_for_pk
-    from sqlmodel_cache._model import model_info
 
-    info = model_info(Hero)
-    assert info is not None
     for pk, (name, age) in truth.items():
-        raw = await async_cache.get(key_for_pk(info, "sqlmodelcache", str(pk)))
+        raw = await async_cache.get(SQLModelCache.cache_key(Hero, pk))
         if raw is None or raw.startswith(b"\x00"):
             continue
-        values = info.decode_row(raw, str(pk))
-        assert values is not None
-        row = dict(zip(info.attr_keys, values, strict=True))
+        row = row_in(raw, Hero, pk)
+        assert row is not None
         assert (row["name"], row["age"]) == (name, age)
     assert stats.hits > 0 and stats.invalidations > 0
 

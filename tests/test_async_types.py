@@ -9,8 +9,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from sqlmodel_cache import AsyncCachedSession
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import AsyncCachedSession, CacheStats
 
 from .models import AllTypes
 from .test_codec import assert_identical

@@ -11,8 +11,7 @@ from sqlalchemy import delete, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Session
 
-from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .models import Hero

@@ -18,10 +18,7 @@ import redis.cluster
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
-from sqlmodel_cache._core import key_for_pk
-from sqlmodel_cache._model import model_info
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
 from .models import Hero
@@ -77,9 +74,7 @@ def test_a_dead_master_only_sends_its_own_keys_to_the_database(
     SQLModelCache.configure(transport=transport)
     with CachedSession(sqlite_engine) as session:
         session.get_many(Hero, list(range(1, ROWS + 1)))  # fill everything
-    info = model_info(Hero)
-    assert info is not None
-    owner = {pk: node_of(client, key_for_pk(info, "sqlmodelcache", str(pk))) for pk in range(1, ROWS + 1)}
+    owner = {pk: node_of(client, SQLModelCache.cache_key(Hero, pk)) for pk in range(1, ROWS + 1)}
     victim = private_cluster.nodes[1].port
     private_cluster.node_for(victim).kill()
 
@@ -136,7 +131,7 @@ def test_hits_use_the_nodes_own_connections_and_follow_a_moved_slot(
 ) -> None:
     from redis.exceptions import MovedError
 
-    from sqlmodel_cache import transport as transport_module
+    from sqlmodel_cache.transport import _connections
 
     seed(sqlite_engine)
     transport = RedisSyncTransport(real_cluster)
@@ -161,7 +156,7 @@ def test_hits_use_the_nodes_own_connections_and_follow_a_moved_slot(
         def disconnect(self) -> None:  # pragma: no cover - must not happen
             raise AssertionError("a redirect leaves the connection in step")
 
-    monkeypatch.setattr(transport_module._ThreadConnections, "get", lambda self: MovedConnection())
+    monkeypatch.setattr(_connections.ThreadConnections, "get", lambda self: MovedConnection())
     for pk in (1, 2, 3, 4, 5):
         with CachedSession(sqlite_engine) as session:
             assert session.get(Hero, pk).name == f"h{pk}"  # type: ignore[union-attr]
@@ -175,8 +170,8 @@ def test_single_key_calls_go_to_the_node_the_cluster_client_would_choose(
     keys = [f"sqlmodelcache:hero:abcd:{i}" for i in range(200)]
     keys += ["prefix-ünïcode:hero:abcd:1", "sqlmodelcache:{hero}:abcd:7", "sqlmodelcache:hero:{}:9"]
     for key in keys:
-        chosen = transport._node_of(key)
+        chosen = transport._guard.node_of(key)
         assert chosen is not None
         assert chosen.name == real_cluster.nodes_manager.get_node_from_slot(real_cluster.keyslot(key)).name, key
-    assert len({transport._node_of(key).name for key in keys}) == 3
+    assert len({transport._guard.node_of(key).name for key in keys}) == 3
     transport.close()

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sqlmodel_cache import _codec
-from sqlmodel_cache._core import LEASE_MARK, is_lease, new_lease
+from sqlmodel_cache._entry import decode_entry, encode_entry
+from sqlmodel_cache._lease import LEASE_MARK, is_lease, new_lease
 from sqlmodel_cache._model import ModelInfo, model_info
 
 from .models import AllTypes, Color, Hero, Membership, NoTTL, Size, Team, Token
@@ -234,15 +235,15 @@ def full_row(**overrides: Any) -> dict[str, Any]:
 
 
 def entry_for(info: ModelInfo, row: dict[str, Any]) -> tuple[bytes, str]:
-    data = info.encode_row(row)
+    data = encode_entry(info, row)
     assert data is not None
-    pk_part = info.pk_part([row[info.attr_keys[i]] for i in info.pk_positions])
+    pk_part = info.pk_part([row[name] for name in info.pk_names])
     assert pk_part is not None
     return data, pk_part
 
 
 def decoded_row(info: ModelInfo, data: bytes, pk_part: str) -> dict[str, Any] | None:
-    values = info.decode_row(data, pk_part)
+    values = decode_entry(info, data, pk_part)
     return None if values is None else dict(zip(info.attr_keys, values, strict=True))
 
 
@@ -275,23 +276,23 @@ def test_unstorable_rows_are_not_encoded() -> None:
     class Level(enum.IntEnum):
         LOW = 1
 
-    assert INFO.encode_row(full_row(size="s")) is None  # a plain str where the enum member belongs
-    assert INFO.encode_row(full_row(color=Size.SMALL)) is None  # another enum's member
-    assert INFO.encode_row(full_row(text=Size.SMALL)) is None  # would come back as a plain str
-    assert INFO.encode_row(full_row(small=Level.LOW)) is None  # would come back as a plain int
-    assert INFO.encode_row(full_row(doc={"a": {1, 2}})) is None
+    assert encode_entry(INFO, full_row(size="s")) is None  # a plain str where the enum member belongs
+    assert encode_entry(INFO, full_row(color=Size.SMALL)) is None  # another enum's member
+    assert encode_entry(INFO, full_row(text=Size.SMALL)) is None  # would come back as a plain str
+    assert encode_entry(INFO, full_row(small=Level.LOW)) is None  # would come back as a plain int
+    assert encode_entry(INFO, full_row(doc={"a": {1, 2}})) is None
     unloaded = full_row()
     del unloaded["span"]
-    assert INFO.encode_row(unloaded) is None
+    assert encode_entry(INFO, unloaded) is None
 
 
 def test_entry_is_served_only_for_its_own_primary_key() -> None:
     data, pk_part = entry_for(INFO, full_row(id=1))
-    assert INFO.decode_row(data, pk_part) is not None
+    assert decode_entry(INFO, data, pk_part) is not None
     for other in (2, 0, -1, 11, 2**64):
         other_part = INFO.pk_part([other])
         assert other_part is not None and other_part != pk_part
-        assert INFO.decode_row(data, other_part) is None
+        assert decode_entry(INFO, data, other_part) is None
 
 
 def test_entry_of_another_model_is_a_miss() -> None:
@@ -299,36 +300,36 @@ def test_entry_of_another_model_is_a_miss() -> None:
     assert team is not None and no_ttl is not None and hero is not None
     # Same column names and types, another table: the fingerprint tells them apart.
     team_entry, team_pk = entry_for(team, {"id": 1, "name": "t"})
-    assert team.decode_row(team_entry, team_pk) == [1, "t"]
-    assert no_ttl.decode_row(team_entry, team_pk) is None
+    assert decode_entry(team, team_entry, team_pk) == [1, "t"]
+    assert decode_entry(no_ttl, team_entry, team_pk) is None
     hero_entry, hero_pk = entry_for(hero, {"id": 1, "name": "h", "secret_name": "s", "age": 3, "team_id": None})
-    assert INFO.decode_row(hero_entry, hero_pk) is None
-    assert team.decode_row(hero_entry, hero_pk) is None
+    assert decode_entry(INFO, hero_entry, hero_pk) is None
+    assert decode_entry(team, hero_entry, hero_pk) is None
     all_types_entry, all_types_pk = entry_for(INFO, full_row(id=1))
-    assert hero.decode_row(all_types_entry, all_types_pk) is None
+    assert decode_entry(hero, all_types_entry, all_types_pk) is None
 
 
 def test_composite_and_uuid_entries_are_bound_to_their_key() -> None:
     membership, token = model_info(Membership), model_info(Token)
     assert membership is not None and token is not None
     entry, pk_part = entry_for(membership, {"org": "a,b", "user_id": 1, "role": "admin"})
-    assert membership.decode_row(entry, pk_part) == ["a,b", 1, "admin"]
+    assert decode_entry(membership, entry, pk_part) == ["a,b", 1, "admin"]
     for other in (("a", 1), ("a,b", 2), ("a", "b,1"), ("a,b,1", 1)):
         other_part = membership.pk_part(list(other))
         assert other_part != pk_part
         if other_part is not None:
-            assert membership.decode_row(entry, other_part) is None
+            assert decode_entry(membership, entry, other_part) is None
     first, second = uuid.uuid4(), uuid.uuid4()
     entry, pk_part = entry_for(token, {"id": first, "label": "x"})
-    assert token.decode_row(entry, pk_part) == [first, "x"]
-    assert token.decode_row(entry, token.pk_part([second]) or "") is None
+    assert decode_entry(token, entry, pk_part) == [first, "x"]
+    assert decode_entry(token, entry, token.pk_part([second]) or "") is None
 
 
 def test_entry_with_wrong_shape_is_a_miss() -> None:
     data, pk_part = entry_for(INFO, full_row())
     values = msgpack.unpackb(data, raw=False)  # ext types stay msgpack.ExtType: re-packable as is
     assert values[0] == INFO.fingerprint
-    assert INFO.decode_row(msgpack.packb(values, use_bin_type=True), pk_part) is not None
+    assert decode_entry(INFO, msgpack.packb(values, use_bin_type=True), pk_part) is not None
     shapes = {
         "wrong fingerprint": [b"\x00\x00\x00\x00", *values[1:]],
         "no fingerprint": values[1:],
@@ -367,12 +368,12 @@ def test_entry_with_wrong_shape_is_a_miss() -> None:
         "bad bigint": [*values[:3], msgpack.ExtType(_codec.BIGINT_CODE, b"\xff\xfe"), *values[4:]],
     }
     for name, shape in shapes.items():
-        assert INFO.decode_row(msgpack.packb(shape, use_bin_type=True), pk_part) is None, name
+        assert decode_entry(INFO, msgpack.packb(shape, use_bin_type=True), pk_part) is None, name
     # msgpack decodes extension -1 (timestamp) itself; a malformed one must still be a miss.
     placeholder = msgpack.packb([*values[:3], msgpack.ExtType(127, b"\x01"), *values[4:]], use_bin_type=True)
     bad_timestamp = placeholder.replace(b"\xd4\x7f\x01", b"\xd4\xff\x01", 1)
     assert bad_timestamp != placeholder
-    assert INFO.decode_row(bad_timestamp, pk_part) is None
+    assert decode_entry(INFO, bad_timestamp, pk_part) is None
 
 
 def test_lease_is_recognised_without_decoding() -> None:
@@ -382,7 +383,7 @@ def test_lease_is_recognised_without_decoding() -> None:
     assert is_lease(b"\x00")
     assert is_lease(b"\x00anything at all")
     assert new_lease() != lease
-    assert INFO.decode_row(lease, "1") is None
+    assert decode_entry(INFO, lease, "1") is None
     data, _ = entry_for(INFO, full_row())
     assert not is_lease(data)
     assert not is_lease(b"")
@@ -490,7 +491,7 @@ def test_property_model_rows_round_trip(row: dict[str, Any]) -> None:
 
 
 def assert_miss_or_row(info: ModelInfo, data: bytes, pk_part: str) -> list[Any] | None:
-    values = info.decode_row(data, pk_part)  # must not raise, whatever the bytes
+    values = decode_entry(info, data, pk_part)  # must not raise, whatever the bytes
     assert values is None or type(values) is list
     if values is not None:
         assert len(values) == len(info.attr_keys)
@@ -562,7 +563,7 @@ def test_property_entry_under_another_key_is_a_miss(row: dict[str, Any], other: 
     _, other_pk_part = entry_for(INFO, other)
     assume(row["id"] != other["id"])
     assert other_pk_part != pk_part
-    assert INFO.decode_row(entry, other_pk_part) is None
+    assert decode_entry(INFO, entry, other_pk_part) is None
 
 
 @PROPERTY_SETTINGS
@@ -574,7 +575,7 @@ def test_property_composite_keys_never_collide(first: tuple[str, int], second: t
     assert first_part is not None and second_part is not None
     assert (first_part == second_part) == (first == second)
     entry, _ = entry_for(info, {"org": first[0], "user_id": first[1], "role": "r"})
-    assert (info.decode_row(entry, second_part) is not None) == (first == second)
+    assert (decode_entry(info, entry, second_part) is not None) == (first == second)
 
 
 def test_datetimes_are_stored_compactly() -> None:

@@ -12,6 +12,7 @@ PUBLIC_NAMES = [
     "AsyncCachedSession",
     "CacheConfig",
     "CacheError",
+    "CacheStats",
     "CachedSession",
     "ConfigurationError",
     "SQLModelCache",
@@ -44,7 +45,14 @@ def test_public_names_are_what_the_spec_says() -> None:
 
 
 def test_transport_module_exports() -> None:
-    assert "RedisSyncTransport" in sqlmodel_cache.transport.__all__
+    assert sqlmodel_cache.transport.__all__ == [
+        "DEFAULT_TIMEOUT",
+        "AsyncTransport",
+        "RedisAsyncTransport",
+        "RedisSyncTransport",
+        "SyncTransport",
+        "Transport",
+    ]
     for name in sqlmodel_cache.transport.__all__:
         assert getattr(sqlmodel_cache.transport, name) is not None, name
     from sqlmodel_cache.transport import RedisSyncTransport

@@ -17,8 +17,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 from sqlmodel import Session
 
-from sqlmodel_cache import CachedSession, SQLModelCache
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .conftest import SQLCounter

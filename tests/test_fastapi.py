@@ -13,8 +13,7 @@ import sqlalchemy as sa
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from sqlmodel_cache import ConfigurationError
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CacheStats, ConfigurationError
 from sqlmodel_cache.fastapi import CachedSessionDep
 
 from .servers import RedisServer

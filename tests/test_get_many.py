@@ -11,9 +11,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Session, select
 
-from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
+from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache._errors import TransportError
-from sqlmodel_cache._stats import CacheStats
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
 from .conftest import SQLCounter
@@ -222,13 +221,9 @@ async def test_async_get_many_redis_down(async_engine: AsyncEngine) -> None:
 def test_another_readers_lease_means_database_and_no_fill(
     engine: sa.Engine, transport: CountingTransport, any_redis: redis.Redis, stats: CacheStats
 ) -> None:
-    from sqlmodel_cache._core import key_for_pk
-    from sqlmodel_cache._model import model_info
 
     seed(engine, 2)
-    info = model_info(Hero)
-    assert info is not None
-    key = key_for_pk(info, "sqlmodelcache", "1")
+    key = SQLModelCache.cache_key(Hero, 1)
     any_redis.set(key, b"\x00lease:someone-else", px=5000)
     with CachedSession(engine) as session:
         assert [h.name for h in session.get_many(Hero, [1, 2]) if h] == ["h1", "h2"]

@@ -21,8 +21,7 @@ from sqlalchemy import inspect
 from sqlalchemy.orm import joinedload, selectinload
 from sqlmodel import Session, SQLModel, select
 
-from sqlmodel_cache import CachedSession
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CachedSession, CacheStats
 
 from .conftest import SQLCounter
 from .models import AllTypes, Hero, Sidekick, Team

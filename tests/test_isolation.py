@@ -17,8 +17,7 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from sqlmodel_cache import CachedSession
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CachedSession, CacheStats, SQLModelCache
 
 from .models import Hero, Membership, Team
 from .servers import RedisServer
@@ -95,7 +94,6 @@ CENSUS_SCRIPT = textwrap.dedent(
 
     import sqlmodel_cache
     from sqlmodel_cache import CacheConfig, CachedSession, SQLModelCache
-    from sqlmodel_cache._stats import counters
     from sqlmodel_cache.transport import RedisSyncTransport
 
 
@@ -153,9 +151,9 @@ CENSUS_SCRIPT = textwrap.dedent(
                 "after_new_engine": after_new_engine,
                 "cached_model": cached_model,
                 "library_targets": library_targets,
-                "hits": counters.hits,
-                "fills": counters.fills,
-                "invalidations": counters.invalidations,
+                "hits": SQLModelCache.stats().hits,
+                "fills": SQLModelCache.stats().fills,
+                "invalidations": SQLModelCache.stats().invalidations,
             }
         )
     )
@@ -278,7 +276,7 @@ def test_plain_session_never_touches_redis(engine: sa.Engine, cache: redis.Redis
 
     assert _commands_since(cache, before) == {}
     assert cache.dbsize() == 0
-    assert stats == before_stats
+    assert SQLModelCache.stats() == before_stats
 
     # The same measurement sees a CachedSession at work.
     add(engine, Hero(id=5, name="cached"))

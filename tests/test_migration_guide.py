@@ -17,8 +17,7 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from sqlmodel_cache import CacheConfig, CachedSession, SQLModelCache
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CacheConfig, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .conftest import SQLCounter

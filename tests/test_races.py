@@ -19,10 +19,9 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from sqlmodel_cache import CachedSession, SQLModelCache
-from sqlmodel_cache._core import key_for_pk
-from sqlmodel_cache._model import model_info
 from sqlmodel_cache.transport import RedisSyncTransport
 
+from .entries import row_in
 from .models import Hero
 
 READER = ("R1", "R2", "R3")
@@ -135,19 +134,15 @@ def run_race(engine: sa.Engine, client: redis.Redis, order: Sequence[str], honou
     for thread in threads:
         thread.join(timeout=30)
     assert not errors, errors
-    info = model_info(Hero)
-    assert info is not None
-    return client.get(key_for_pk(info, "sqlmodelcache", "1"))  # type: ignore[return-value]
+    return client.get(SQLModelCache.cache_key(Hero, 1))  # type: ignore[return-value]
 
 
 def stale(entry: bytes | None) -> bool:
-    info = model_info(Hero)
-    assert info is not None
     if entry is None or entry.startswith(b"\x00"):
         return False
-    values = info.decode_row(entry, "1")
-    assert values is not None
-    return dict(zip(info.attr_keys, values, strict=True))["name"] != "new"
+    row = row_in(entry, Hero, 1)
+    assert row is not None
+    return row["name"] != "new"
 
 
 @pytest.mark.parametrize("order", list(interleavings()), ids="-".join)

@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Session
 
-from sqlmodel_cache import AsyncCachedSession, CachedSession, SQLModelCache
-from sqlmodel_cache._core import unsent_evictions
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
+from sqlmodel_cache._runtime import KeptEvictions
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
 from .faults import black_hole, slow_proxy
@@ -23,6 +22,12 @@ from .servers import RedisServer, free_port, redis_server
 
 BOUND = 0.1  # the transports' default timeout
 SLACK = 0.25  # scheduling noise on a loaded 2-core machine; the bound is what is asserted
+
+
+def pending_evictions() -> bool:
+    """Are evictions kept for a retry (keys, or a whole-prefix purge)?"""
+    stats = SQLModelCache.stats()
+    return stats.evictions_pending > 0 or stats.purge_pending
 
 
 def seed(engine: sa.Engine, n: int = 3) -> None:
@@ -66,7 +71,7 @@ def test_black_holed_redis_costs_at_most_the_bound(
             hero.name = "changed"
             session.commit()  # the eviction times out too, and is kept
         assert stats.redis_errors >= 6
-        assert unsent_evictions
+        assert pending_evictions()
 
 
 def test_slow_redis_beyond_the_bound_is_a_miss(
@@ -130,13 +135,13 @@ def test_failed_eviction_is_kept_and_replayed_before_the_next_read(sqlite_engine
             assert hero is not None
             hero.name = "committed while Redis was down"
             session.commit()  # no exception reaches the caller
-        assert stats.invalidations_failed == 1 and unsent_evictions
+        assert stats.invalidations_failed == 1 and pending_evictions()
         assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
         server.restart()
         for key, value in stale.items():  # as if the server had kept the old entry
             client.set(key, value)  # type: ignore[arg-type]
         assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
-        assert not unsent_evictions
+        assert not pending_evictions()
         assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
         assert stats.hits >= 1, "the cache is used again without a restart"
 
@@ -145,7 +150,7 @@ def test_too_many_kept_evictions_bypass_the_cache_until_purged(
     sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     seed(sqlite_engine, 6)
-    monkeypatch.setattr(unsent_evictions, "limit", 3)
+    monkeypatch.setattr(KeptEvictions, "limit", 3)
     with redis_server() as server:
         client = redis.Redis.from_url(server.url)
         SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=1000))
@@ -167,7 +172,7 @@ def test_too_many_kept_evictions_bypass_the_cache_until_purged(
         client.set("unrelated:key", b"kept")
         for pk in range(1, 7):
             assert timed_get(sqlite_engine, pk)[0] == f"new{pk}"
-        assert not unsent_evictions
+        assert not pending_evictions()
         assert client.get("unrelated:key") == b"kept", "the purge touched keys outside the prefix"
 
 
@@ -209,13 +214,13 @@ async def test_async_eviction_failure_is_kept_and_replayed(async_engine: AsyncEn
             assert hero is not None
             hero.name = "new"
             await session.commit()
-        assert unsent_evictions
+        assert pending_evictions()
         server.restart()
         for key, value in stale.items():
             await client.set(key, value)
         async with AsyncCachedSession(async_engine) as session:
             assert (await session.get(Hero, 1)).name == "new"  # type: ignore[union-attr]
-        assert not unsent_evictions
+        assert not pending_evictions()
         await client.aclose()
 
 
@@ -248,7 +253,7 @@ async def test_async_nothing_listening(async_engine: AsyncEngine, stats: CacheSt
         assert hero is not None
         hero.name = "x"
         await session.commit()  # nothing raises; the eviction is kept
-    assert stats.redis_errors >= 4 and unsent_evictions
+    assert stats.redis_errors >= 4 and pending_evictions()
     await client.aclose()
 
 
@@ -281,13 +286,8 @@ async def test_async_slow_redis_beyond_and_within_the_bound(
     ids=["bytes", "truncated", "foreign-fingerprint", "wrong-shape", "reserved-byte", "empty"],
 )
 async def test_async_garbage_at_the_key_is_a_miss(async_engine: AsyncEngine, async_cache: Any, garbage: bytes) -> None:
-    from sqlmodel_cache._core import key_for_pk
-    from sqlmodel_cache._model import model_info
-
     await _seed_async(async_engine)
-    info = model_info(Hero)
-    assert info is not None
-    await async_cache.set(key_for_pk(info, "sqlmodelcache", "1"), garbage)
+    await async_cache.set(SQLModelCache.cache_key(Hero, 1), garbage)
     name, _ = await _timed_async_get(async_engine, 1)
     assert name == "h1"
     stats = SQLModelCache.stats()

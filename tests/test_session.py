@@ -11,8 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import sessionmaker
 from sqlmodel import Session, select
 
-from sqlmodel_cache import CachedSession, SQLModelCache
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .conftest import SQLCounter

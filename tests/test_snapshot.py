@@ -16,8 +16,7 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session, select
 
-from sqlmodel_cache import CachedSession, SQLModelCache
-from sqlmodel_cache._stats import CacheStats
+from sqlmodel_cache import CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .models import Hero, Team
@@ -65,9 +64,9 @@ def test_old_snapshot_is_not_published(
 def test_without_the_rule_the_old_snapshot_would_be_cached(
     postgres_engine: sa.Engine, r: redis.Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sqlmodel_cache import _read
+    from sqlmodel_cache import _policy
 
-    monkeypatch.setattr(_read, "connection_is_fresh", lambda conn: True)
+    monkeypatch.setattr(_policy, "connection_is_fresh", lambda conn: True)
     stale_read(postgres_engine, "REPEATABLE READ")
     (entry,) = cached_names(r)
     assert b"old" in entry

@@ -15,9 +15,8 @@ import redis
 import sqlalchemy as sa
 from sqlmodel import Session
 
-from sqlmodel_cache import CachedSession
+from sqlmodel_cache import CachedSession, CacheStats
 from sqlmodel_cache._model import model_info
-from sqlmodel_cache._stats import CacheStats
 
 from .conftest import SQLCounter
 from .models import AllTypes, Color, Size

@@ -1,4 +1,5 @@
-"""What a session's transaction wrote, and eviction when (and only when) it commits.
+"""Write tracking: owns what a session's transaction wrote, and its eviction when (and only
+when) it commits.
 
 The listeners are registered on our own session classes only, so they fire for cached
 sessions and never for a plain ``Session``. Keys are recorded per transaction boundary
@@ -10,7 +11,6 @@ database commit has succeeded: ``commit()``, ``with session.begin():`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,7 +18,11 @@ from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
 
 from ._bulk import track_statement
-from ._core import keys_of_states
+from ._eviction import deliver, keys_of_states
+from ._flow import call_blocking, call_in_greenlet, run
+from ._keys import KeyScheme
+from ._runtime import active, keep_undeliverable
+from ._stats import logger
 
 __all__ = ["WriteLog", "install_write_tracking", "peek_write_log", "write_log"]
 
@@ -34,11 +38,13 @@ class WriteLog:
     # Models changed by bulk statements: none of their rows is read from the cache until
     # the transaction ends (the statement may have touched rows we cannot name).
     bulk_changed: set[type] = field(default_factory=set)
-    # Keys to evict, per open transaction boundary.
+    # Keys to evict, per open transaction boundary, and the key scheme they were made in.
     pending: dict[SessionTransaction, set[str]] = field(default_factory=dict)
+    scheme: KeyScheme | None = None
 
     def clear(self) -> None:
         self.has_writes = False
+        self.scheme = None
         self.written_keys.clear()
         self.bulk_changed.clear()
         self.pending.clear()
@@ -70,7 +76,9 @@ def _parent_boundary(transaction: SessionTransaction) -> SessionTransaction | No
     return parent
 
 
-def record_writes(session: Session, keys: set[str], bulk_model: type | None = None) -> None:
+def record_writes(
+    session: Session, keys: set[str], scheme: KeyScheme | None = None, bulk_model: type | None = None
+) -> None:
     """Note that the current transaction wrote: no more fills, and ``keys`` go at commit."""
     log = write_log(session)
     log.has_writes = True
@@ -78,18 +86,41 @@ def record_writes(session: Session, keys: set[str], bulk_model: type | None = No
         log.bulk_changed.add(bulk_model)
     if not keys:
         return
+    log.scheme = scheme
     log.written_keys.update(keys)
     boundary = _boundary(session)
     if boundary is not None:
         log.pending.setdefault(boundary, set()).update(keys)
 
 
-def install_write_tracking(session_cls: type[Session], evict: Callable[[Session, list[str]], None]) -> None:
-    """Attach write tracking to ``session_cls`` (and only it); ``evict`` runs after a root commit."""
+def evict(session: Session, keys: list[str], scheme: KeyScheme, asynchronous: bool) -> None:
+    """Deliver a commit's evictions with the session's own kind of I/O; keep what cannot go."""
+    runtime = active()
+    if runtime is None or runtime.transport.is_async is not asynchronous:
+        logger.error(
+            "cannot evict %d keys now: this session needs a configured %s; they are kept for later",
+            len(keys),
+            "RedisAsyncTransport" if asynchronous else "RedisSyncTransport",
+        )
+        keep_undeliverable(keys, scheme)
+        return
+    run(deliver(runtime, keys), None, call_in_greenlet if asynchronous else call_blocking)
+
+
+def install_write_tracking(session_cls: type[Session], *, asynchronous: bool) -> None:
+    """Attach write tracking to ``session_cls`` (and only it); a root commit evicts what it wrote.
+
+    ``asynchronous``: the session runs inside an `AsyncCachedSession`'s greenlet and evicts by
+    awaiting the asyncio transport there.
+    """
 
     def after_flush(session: Session, flush_context: Any) -> None:
         states = [state for state, (_, listonly) in flush_context.states.items() if not listonly]
-        record_writes(session, keys_of_states(states))
+        runtime = active()
+        if runtime is None:
+            record_writes(session, set())
+        else:
+            record_writes(session, keys_of_states(runtime, states), runtime.keys)
 
     def do_orm_execute(orm_execute_state: ORMExecuteState) -> Any:
         return track_statement(orm_execute_state, record_writes)
@@ -108,9 +139,10 @@ def install_write_tracking(session_cls: type[Session], evict: Callable[[Session,
         keys_to_evict: set[str] = set()
         for keys in log.pending.values():
             keys_to_evict.update(keys)
+        scheme = log.scheme
         log.clear()
-        if keys_to_evict:
-            evict(session, sorted(keys_to_evict))
+        if keys_to_evict and scheme is not None:
+            evict(session, sorted(keys_to_evict), scheme, asynchronous)
 
     def after_soft_rollback(session: Session, previous_transaction: SessionTransaction) -> None:
         log = peek_write_log(session)

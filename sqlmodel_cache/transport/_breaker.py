@@ -1,5 +1,5 @@
-"""A circuit breaker shared by both transports: after repeated Redis failures, stop
-calling Redis for a cool-down, then let one probe through and close again on success.
+"""The circuit breaker: owns when Redis is left alone. After repeated failures it stops
+calling Redis for a cool-down, then lets one probe through and closes again on success.
 
 It holds no I/O, so the sync and async transports use the same object; a lock guards
 the state changes, and the closed fast path takes no lock.
@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Final
 
-from ._stats import logger
+from sqlmodel_cache._stats import logger
 
 __all__ = ["CircuitBreaker"]
 

@@ -1,0 +1,99 @@
+"""Flows: owns how the I/O-free policy talks to a session's I/O.
+
+A flow is a generator that yields the I/O it needs and is sent back the answer: `Redis`, a
+call of a transport method; `Database`, a function run on the (sync) session. The policy
+writes each operation once, as a flow; `run` performs one with blocking I/O (or, inside
+SQLAlchemy's greenlet, by awaiting the asyncio transport there) and `run_async` awaits it on
+the event loop. A transport failure is thrown into the flow as `TransportError`, where the
+policy turns it into a miss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from sqlmodel import Session
+
+from ._errors import TransportError
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+__all__ = ["Database", "Flow", "Redis", "call_blocking", "call_in_greenlet", "run", "run_async"]
+
+T = TypeVar("T")
+
+
+class Redis(NamedTuple):
+    """Call ``method(*arguments)`` of the configured transport."""
+
+    method: Callable[..., Any]
+    arguments: tuple[Any, ...]
+
+
+class Database(NamedTuple):
+    """Run ``function(session)`` on the sync session (the async session's ``sync_session``)."""
+
+    function: Callable[[Session], Any]
+
+
+Flow = Generator["Redis | Database", Any, T]
+
+
+def call_blocking(step: Redis) -> Any:
+    """A Redis step of a sync transport."""
+    return step.method(*step.arguments)
+
+
+def call_in_greenlet(step: Redis) -> Any:
+    """A Redis step of an asyncio transport, awaited from inside SQLAlchemy's greenlet."""
+    from sqlalchemy.util import await_only
+
+    return await_only(step.method(*step.arguments))
+
+
+def run(flow: Flow[T], session: Session | None, call: Callable[[Redis], Any] = call_blocking) -> T:
+    """Perform ``flow`` with blocking I/O; ``call`` makes its Redis calls."""
+    reply: Any = None
+    failure: TransportError | None = None
+    while True:
+        try:
+            step = flow.send(reply) if failure is None else flow.throw(failure)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        reply, failure = None, None
+        if isinstance(step, Redis):
+            try:
+                reply = call(step)
+            except TransportError as exc:
+                failure = exc
+        else:
+            assert session is not None
+            reply = step.function(session)
+
+
+async def _await(step: Redis | Database, session: AsyncSession | None) -> Any:
+    if isinstance(step, Redis):
+        return await step.method(*step.arguments)
+    from sqlalchemy.util import greenlet_spawn
+
+    assert session is not None
+    return await greenlet_spawn(step.function, session.sync_session)
+
+
+async def run_async(flow: Flow[T], session: AsyncSession | None) -> T:
+    """Perform ``flow`` on the event loop: Redis calls awaited, database steps in a greenlet."""
+    reply: Any = None
+    failure: TransportError | None = None
+    while True:
+        try:
+            step = flow.send(reply) if failure is None else flow.throw(failure)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        try:
+            reply, failure = await _await(step, session), None
+        except TransportError as exc:
+            failure = exc

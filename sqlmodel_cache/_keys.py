@@ -1,0 +1,122 @@
+"""The key scheme: owns how a row's Redis key is built and which keys belong to the cache.
+
+A key is ``<prefix>:<table>:<model fingerprint>:<primary key>``. The primary key is encoded
+without ambiguity: each value by its column's type (an int as digits, a string
+percent-quoted, a UUID as hex, anything else as hex msgpack), composite keys joined by a
+comma that no encoded value contains. Nothing outside this module builds, splits or
+pattern-matches keys.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
+
+from . import _codec
+
+__all__ = ["KeyScheme", "PkEncoder", "PkPart", "pk_encoder", "pk_part_function", "pk_values"]
+
+PkEncoder = Callable[[Any], "str | None"]
+PkPart = Callable[[Sequence[Any]], "str | None"]
+
+
+def _encode_int(value: Any) -> str | None:
+    return str(value) if type(value) is int else None
+
+
+def _encode_str(value: Any) -> str | None:
+    return quote(value, safe="") if type(value) is str else None
+
+
+def _encode_uuid(value: Any) -> str | None:
+    return value.hex if isinstance(value, uuid.UUID) else None
+
+
+def _generic_encoder(python_type: type | None) -> PkEncoder:
+    def encode(value: Any) -> str | None:
+        if python_type is not None and type(value) is not python_type:
+            return None
+        try:
+            return _codec.pack([value]).hex()
+        except (TypeError, ValueError, OverflowError):
+            return None
+
+    return encode
+
+
+def pk_encoder(python_type: type | None) -> PkEncoder:
+    """How one primary-key column's values appear in keys; ``None`` for a value of another type."""
+    if python_type is int:
+        return _encode_int
+    if python_type is str:
+        return _encode_str
+    if python_type is uuid.UUID:
+        return _encode_uuid
+    return _generic_encoder(python_type)
+
+
+def pk_part_function(encoders: Sequence[PkEncoder]) -> PkPart:
+    """The key's primary-key part from the key's values, or ``None`` when one is not cacheable."""
+    if len(encoders) == 1:
+        encode = encoders[0]
+        return lambda pk: encode(pk[0])
+
+    def composite(pk: Sequence[Any]) -> str | None:
+        parts = []
+        for encode, value in zip(encoders, pk, strict=True):
+            part = encode(value)
+            if part is None:
+                return None
+            parts.append(part)
+        return ",".join(parts)
+
+    return composite
+
+
+def pk_values(names: Sequence[str], ident: Any) -> list[Any] | None:
+    """The primary key's values from an identity as ``Session.get()`` takes it.
+
+    A scalar, a tuple or list in key-column order, or a mapping by attribute name; ``None``
+    when it has the wrong number of values or misses a name.
+    """
+    if isinstance(ident, (tuple, list)):
+        pk = list(ident)
+    elif isinstance(ident, Mapping):
+        try:
+            pk = [ident[name] for name in names]
+        except KeyError:
+            return None
+    else:
+        pk = [ident]
+    return pk if len(pk) == len(names) else None
+
+
+def _glob_escape(text: str) -> str:
+    return "".join("\\" + c if c in "*?[]\\" else c for c in text)
+
+
+@dataclass(frozen=True, slots=True)
+class KeyScheme:
+    """The keys under one ``key_prefix``: every key the library writes starts with ``prefix:``."""
+
+    prefix: str
+    _stems: dict[tuple[str, bytes], str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    def stem(self, table: str, fingerprint: bytes) -> str:
+        """Every key of one model's rows starts with this; a primary-key part completes it."""
+        stem = self._stems.get((table, fingerprint))
+        if stem is None:
+            stem = self._stems[(table, fingerprint)] = f"{self.prefix}:{quote(table, safe='')}:{fingerprint.hex()}:"
+        return stem
+
+    def owns(self, key: str) -> bool:
+        """Is ``key`` one of ours? Only these are ever read, written or deleted."""
+        return key.startswith(self.prefix + ":")
+
+    @property
+    def pattern(self) -> str:
+        """A SCAN ``MATCH`` pattern for exactly the keys under the prefix, whatever it holds."""
+        return _glob_escape(self.prefix) + ":*"

@@ -1,0 +1,226 @@
+"""The read policy: owns every decision of a cached read, for ``get()``, ``get_many()`` and
+every read built on them. It does no I/O; `_read` sequences its steps as flows.
+
+Per call: is it eligible at all, its TTL, may it fill (own writes, snapshot rule). Per key:
+may the cache answer it (own writes, identity map, kept evictions), what a value read back
+means (hit, empty, another reader's lease, unusable), and what to publish for a loaded row.
+Every counter of a read is counted here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TypedDict, TypeVar, cast
+
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Session
+from sqlalchemy.orm._typing import OrmExecuteOptionsParameter
+from sqlalchemy.orm.interfaces import ORMOption
+from sqlalchemy.sql.selectable import ForUpdateParameter
+from sqlalchemy.util import EMPTY_DICT
+
+from ._entry import decode_entry, encode_entry
+from ._errors import ConfigurationError, TransportError
+from ._keys import pk_values
+from ._lease import is_lease
+from ._model import ModelInfo, model_info
+from ._runtime import Runtime, active
+from ._snapshot import connection_is_fresh
+from ._stats import Skip
+from ._writes import WriteLog, peek_write_log
+
+__all__ = ["BUSY", "UNUSABLE", "GetOptions", "ReadPolicy", "SyncGetOptions", "plain_get_options"]
+
+
+class _Verdict:
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+# What a value read back is, when it is not a hit (a list of column values) or empty (None).
+BUSY: Final = _Verdict("BUSY")  # another reader's lease: it will fill, this reader must not
+UNUSABLE: Final = _Verdict("UNUSABLE")  # not this key's entry (corrupt, foreign, another schema)
+
+
+class GetOptions(TypedDict, total=False):
+    """The keyword arguments of ``AsyncSession.get`` (its own and `CachedSession`'s)."""
+
+    options: Sequence[ORMOption] | None
+    populate_existing: bool | None
+    with_for_update: ForUpdateParameter
+    identity_token: Any | None
+    execution_options: OrmExecuteOptionsParameter
+
+
+class SyncGetOptions(GetOptions, total=False):
+    """The keyword arguments of ``Session.get``."""
+
+    bind_arguments: Any | None
+
+
+_Options = TypeVar("_Options", bound=GetOptions)
+
+
+def plain_get_options(options: _Options) -> _Options:
+    """The arguments for the plain ``get()`` of a call the cache does not take: a row read
+    under lock must not be an older copy."""
+    if options.get("with_for_update") not in (None, False) and options.get("populate_existing") is None:
+        return cast("_Options", {**options, "populate_existing": True})
+    return options
+
+
+def _ttl_ms(info: ModelInfo, runtime: Runtime, execution_options: Mapping[str, Any]) -> int:
+    ttl = execution_options.get("cache_ttl")
+    if ttl is not None:
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
+            raise ConfigurationError(
+                f'execution_options={{"cache_ttl": ...}} must be a positive number of seconds (an int), got {ttl!r}'
+            )
+        return ttl * 1000
+    return (info.config.ttl or runtime.settings.default_ttl) * 1000
+
+
+def _runtime_for(entity: type, asynchronous: bool) -> Runtime:
+    runtime = active()
+    if runtime is None:
+        raise ConfigurationError(
+            f"SQLModelCache is not configured, but {entity.__name__} has __cache_config__; call "
+            "SQLModelCache.configure(transport=...) at start-up (in FastAPI, in the lifespan) "
+            "before the first get()"
+        )
+    if runtime.transport.is_async is not asynchronous:
+        wanted, session = (
+            ("RedisAsyncTransport", "AsyncCachedSession") if asynchronous else ("RedisSyncTransport", "CachedSession")
+        )
+        raise ConfigurationError(
+            f"{session} needs a {wanted} but SQLModelCache is configured with a "
+            f"{type(runtime.transport).__name__}; configure transport={wanted}(...) or use the matching session class"
+        )
+    return runtime
+
+
+class ReadPolicy:
+    """The decisions of one cached read call (one ``get()`` or one ``get_many()``)."""
+
+    __slots__ = ("info", "log", "needs_connection_check", "no_fill", "runtime", "session", "stem", "ttl_ms")
+
+    def __init__(self, session: Session, info: ModelInfo, runtime: Runtime, ttl_ms: int) -> None:
+        self.session = session
+        self.info = info
+        self.runtime = runtime
+        self.ttl_ms = ttl_ms
+        self.stem = runtime.keys.stem(info.table, info.fingerprint)
+        self.log: WriteLog | None = peek_write_log(session)
+        # Once this transaction has written, nothing it reads may be published.
+        self.no_fill: Skip | None = Skip.OWN_WRITES if self.log is not None and self.log.has_writes else None
+        # Inside an open transaction the snapshot rule needs the connection the SELECT runs
+        # on; without one, the SELECT begins a transaction whose snapshot follows the lease.
+        self.needs_connection_check = self.no_fill is None and session.get_transaction() is not None
+
+    @classmethod
+    def begin(cls, session: Session, entity: Any, call: GetOptions, *, asynchronous: bool) -> ReadPolicy | None:
+        """The policy of a call through the cache, given the call's keyword arguments as
+        ``Session.get`` takes them; ``None`` when it must go straight to SQLAlchemy."""
+        if not isinstance(entity, type):
+            return None
+        info = model_info(entity)
+        if info is None:
+            return None
+        runtime = _runtime_for(entity, asynchronous)
+        execution_options: Mapping[str, Any] = call.get("execution_options") or EMPTY_DICT
+        if (
+            not runtime.settings.enabled
+            or call.get("options")
+            or call.get("populate_existing")
+            or call.get("with_for_update") not in (None, False)
+            or call.get("identity_token") is not None
+            or execution_options.get("cache", True) is False
+            or execution_options.get("populate_existing")
+        ):
+            return None
+        return cls(session, info, runtime, _ttl_ms(info, runtime, execution_options))
+
+    # Per key ------------------------------------------------------------------------------
+
+    def key_of(self, pk: Sequence[Any]) -> tuple[str, str] | None:
+        """The key and its primary-key part, or ``None`` when the key's values are not cacheable."""
+        part = self.info.pk_part(pk)
+        return None if part is None else (self.stem + part, part)
+
+    def pk_of(self, ident: Any) -> list[Any] | None:
+        return pk_values(self.info.pk_names, ident)
+
+    def in_identity_map(self, pk: Sequence[Any]) -> bool:
+        identity = (self.info.identity_class, tuple(pk), None)
+        return identity in self.session.identity_map
+
+    def cache_may_answer(self, key: str) -> bool:
+        """May the cache answer for ``key``, or only the database?"""
+        log = self.log
+        if log is not None and (key in log.written_keys or self.info.cls in log.bulk_changed):
+            self.runtime.counters.skipped(Skip.OWN_WRITES)
+            return False  # this transaction changed the row: only the database has it
+        evictions = self.runtime.evictions
+        return not (evictions and key in evictions)
+
+    def check_connection(self, connection: Connection) -> None:
+        """The snapshot rule, for the connection the SELECT will run on."""
+        self.needs_connection_check = False
+        if not connection_is_fresh(connection):
+            self.no_fill = Skip.SNAPSHOT
+
+    def judge(self, raw: bytes | None, part: str) -> list[Any] | _Verdict | None:
+        """What ``raw``, read at the key of ``part``, is: column values for a hit, ``None``
+        when the key is empty, `BUSY` or `UNUSABLE` otherwise. Counts hits and unusable values."""
+        if raw is None:
+            return None
+        if is_lease(raw):
+            return BUSY
+        values = decode_entry(self.info, raw, part)
+        counters = self.runtime.counters
+        if values is None:
+            counters.corrupt_entries += 1
+            return UNUSABLE
+        counters.hits += 1
+        return values
+
+    def missed(self, count: int = 1) -> None:
+        self.runtime.counters.misses += count
+
+    def redis_failed(self, operation: str, error: TransportError) -> None:
+        self.runtime.failures.failed(operation, error)
+
+    # Filling ------------------------------------------------------------------------------
+
+    def may_publish(self, verdict: _Verdict | None) -> bool:
+        """May a row just loaded for a key whose read gave ``verdict`` be published (``None``:
+        the key was empty and this call leased it)? Counts why not."""
+        if self.no_fill is None:
+            log = peek_write_log(self.session)
+            if log is not None and log.has_writes:  # the load itself autoflushed
+                self.no_fill = Skip.OWN_WRITES
+        reason = self.no_fill or (Skip.LEASE_BUSY if verdict is BUSY else None)
+        if reason is not None:
+            self.runtime.counters.skipped(reason)
+            return False
+        return verdict is None
+
+    def entry_for(self, instance: Any, part: str) -> bytes | None:
+        """The entry to publish for a loaded row, if it really is the row ``part`` names."""
+        info = self.info
+        pk = info.pk_of(instance.__dict__)
+        value = encode_entry(info, instance.__dict__) if pk is not None and info.pk_part(pk) == part else None
+        if value is None:
+            self.runtime.counters.skipped(Skip.UNSTORABLE)
+        return value
+
+    def filled(self, published: int, lost: int) -> None:
+        counters = self.runtime.counters
+        counters.fills += published
+        if lost:
+            counters.skipped(Skip.LEASE_LOST, lost)

@@ -1,0 +1,133 @@
+"""The runtime: owns the live state of one configuration (transport, settings, key scheme,
+counters, kept evictions), which ``configure()`` creates and ``reset()`` drops.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Final
+
+from ._config import Settings
+from ._errors import ConfigurationError
+from ._keys import KeyScheme
+from ._stats import CacheStats, FailureLog, logger
+
+if TYPE_CHECKING:
+    from .transport import AsyncTransport, SyncTransport
+
+__all__ = ["KeptEvictions", "Runtime", "active", "keep_undeliverable", "start", "stop"]
+
+
+class KeptEvictions:
+    """Keys whose eviction failed: retried before the next read, never read meanwhile.
+
+    The set is bounded. Past ``limit`` keys it stops naming keys and instead marks the whole
+    key scheme for a purge: until that purge succeeds, no key under the prefix is read from
+    the cache, so nothing is ever served stale, only more slowly.
+    """
+
+    limit: int = 100_000
+
+    def __init__(self) -> None:
+        self._keys: set[str] = set()
+        self._purge: set[KeyScheme] = set()
+        self._lock = threading.Lock()
+
+    def keep(self, keys: Iterable[str], scheme: KeyScheme) -> None:
+        with self._lock:
+            self._keys.update(keys)
+            if len(self._keys) <= self.limit:
+                return
+            self._keys.clear()
+            self._purge.add(scheme)
+        logger.error(
+            "more than %d cache evictions could not be sent to Redis; the cache is bypassed until "
+            "every key under %s: is purged, which is retried before each read",
+            self.limit,
+            scheme.prefix,
+        )
+
+    def take(self) -> tuple[list[str], list[KeyScheme]]:
+        """The keys to evict and the key schemes to purge, as they stand now."""
+        with self._lock:
+            return list(self._keys), list(self._purge)
+
+    def done(self, keys: Iterable[str], purged: Iterable[KeyScheme]) -> None:
+        with self._lock:
+            self._keys.difference_update(keys)
+            self._purge.difference_update(purged)
+
+    def __contains__(self, key: str) -> bool:
+        if self._purge and any(scheme.owns(key) for scheme in self._purge):
+            return True
+        return key in self._keys
+
+    def __bool__(self) -> bool:
+        return bool(self._keys or self._purge)
+
+    def count_into(self, stats: CacheStats) -> None:
+        stats.evictions_pending = len(self._keys)
+        stats.purge_pending = bool(self._purge)
+
+
+class Runtime:
+    """One configuration, live. Sessions take it once per call and use nothing global."""
+
+    __slots__ = ("counters", "evictions", "failures", "keys", "settings", "transport")
+
+    def __init__(self, transport: SyncTransport | AsyncTransport, settings: Settings, evictions: KeptEvictions) -> None:
+        self.transport = transport
+        self.settings = settings
+        self.keys = KeyScheme(settings.key_prefix)
+        self.counters = CacheStats()
+        self.evictions = evictions
+        self.failures = FailureLog(self.counters)
+
+    def stats(self) -> CacheStats:
+        snapshot = self.counters.copy()
+        self.evictions.count_into(snapshot)
+        snapshot.breaker_state = self.transport.breaker_state
+        snapshot.breaker_trips = self.transport.breaker_trips
+        return snapshot
+
+
+_lock: Final = threading.Lock()
+_active: Runtime | None = None
+# Evictions a dropped runtime could not deliver: the next one retries them, so a stale row
+# never outlives a reconfiguration.
+_orphaned = KeptEvictions()
+
+
+def active() -> Runtime | None:
+    """The configured runtime, or ``None`` before ``configure()`` / after ``reset()``."""
+    return _active
+
+
+def start(transport: SyncTransport | AsyncTransport, settings: Settings) -> Runtime:
+    global _active
+    with _lock:
+        if _active is not None:
+            raise ConfigurationError(
+                "SQLModelCache is already configured; call SQLModelCache.reset() before "
+                "configuring it again (in tests, reset it in a fixture after each test)"
+            )
+        _active = Runtime(transport, settings, _orphaned)
+        return _active
+
+
+def keep_undeliverable(keys: list[str], scheme: KeyScheme) -> None:
+    """Keep evictions (of keys under ``scheme``) that no configured transport can deliver now."""
+    (_active.evictions if _active is not None else _orphaned).keep(keys, scheme)
+
+
+def stop(*, drop_pending_evictions: bool = False) -> Runtime | None:
+    """Drop the runtime; its undelivered evictions pass to the next one unless dropped too."""
+    global _active, _orphaned
+    with _lock:
+        previous, _active = _active, None
+        if drop_pending_evictions:
+            _orphaned = KeptEvictions()
+        elif previous is not None:
+            _orphaned = previous.evictions
+    return previous

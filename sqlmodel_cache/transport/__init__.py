@@ -1,0 +1,20 @@
+"""Bytes-only Redis transports: the sessions decide what to cache, these only move bytes.
+
+Both transports bound every call (``timeout``), share one circuit breaker implementation,
+and convert every Redis error into `TransportError` in one place (`_guard`), so the sessions
+can treat any Redis failure as a miss (fail-open).
+"""
+
+from ._async import RedisAsyncTransport
+from ._clients import DEFAULT_TIMEOUT
+from ._contract import AsyncTransport, SyncTransport, Transport
+from ._sync import RedisSyncTransport
+
+__all__ = [
+    "DEFAULT_TIMEOUT",
+    "AsyncTransport",
+    "RedisAsyncTransport",
+    "RedisSyncTransport",
+    "SyncTransport",
+    "Transport",
+]

@@ -1,0 +1,103 @@
+"""The error guard: owns the breakers, the cluster routing of breakers, and the one place
+where a client error becomes a `TransportError` (httpx's ``map_httpcore_exceptions``).
+
+Every transport call runs inside ``with guard.call(operation, key):``. On a single server one
+breaker guards every call. On a cluster each node has its own for the single-key calls, so a
+dead master only sends its own keys to the database; multi-key calls, which span nodes, use
+the transport-wide one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import TracebackType
+from typing import Any, Final
+
+from redis.crc import key_slot
+from redis.exceptions import RedisError
+
+from sqlmodel_cache._errors import CircuitOpen, TransportError
+
+from ._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+
+__all__ = ["Guard", "GuardedCall"]
+
+# What a Redis client raises when Redis cannot serve a call (asyncio.TimeoutError is the
+# builtin TimeoutError only from Python 3.11 on).
+CLIENT_FAILURES: Final = (RedisError, TimeoutError, asyncio.TimeoutError, OSError)
+
+
+class GuardedCall:
+    """One call: a clean exit closes the breaker; a client failure counts against it and
+    leaves as `TransportError`, chained to its cause."""
+
+    __slots__ = ("breaker", "node", "operation")
+
+    def __init__(self, breaker: CircuitBreaker, node: Any, operation: str) -> None:
+        self.breaker = breaker
+        self.node = node  # the cluster node that serves the key, if known
+        self.operation = operation
+
+    def __enter__(self) -> GuardedCall:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        if error is None:
+            self.breaker.success()
+        elif isinstance(error, CLIENT_FAILURES):
+            self.breaker.failure()
+            raise TransportError(f"Redis {self.operation} failed: {type(error).__name__}: {error}") from error
+
+
+class Guard:
+    """The breakers of one transport and the error mapping of its calls."""
+
+    def __init__(self, failure_threshold: int, cooldown: float, cluster_client: Any = None) -> None:
+        self.breaker = CircuitBreaker(failure_threshold, cooldown)
+        self._cluster_client = cluster_client
+        self._node_breakers: dict[str, CircuitBreaker] = {}
+
+    def call(self, operation: str, key: str | None = None) -> GuardedCall:
+        """Guard one call (of ``key``, for a single-key call); `CircuitOpen` if the breaker is open."""
+        node = self.node_of(key) if key is not None else None
+        breaker = self._breaker_for(key, node)
+        if not breaker.allow():
+            raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
+        return GuardedCall(breaker, node, operation)
+
+    def node_of(self, key: str) -> Any:
+        """The cluster node that serves ``key`` (``None`` on one server, or while unknown)."""
+        cluster = self._cluster_client
+        if cluster is None:
+            return None
+        try:
+            # The slot's primary, read as ``get_node_from_slot`` reads it, without its lock and
+            # argument checks (a dict read is atomic); the slot of the bytes we send.
+            return cluster.nodes_manager.slots_cache[key_slot(key.encode())][0]
+        except Exception:  # topology being refreshed
+            return None
+
+    def _breaker_for(self, key: str | None, node: Any) -> CircuitBreaker:
+        if self._cluster_client is None or key is None:
+            return self.breaker
+        # An unknown node gets a breaker of its own: its failures never stop the calls to
+        # the nodes that answer.
+        name = node.name if node is not None else "?"
+        breaker = self._node_breakers.get(name)
+        if breaker is None:
+            breaker = self._node_breakers.setdefault(
+                name, CircuitBreaker(self.breaker.failure_threshold, self.breaker.cooldown)
+            )
+        return breaker
+
+    @property
+    def state(self) -> str:
+        """ "open" if the transport-wide breaker or any node's is open, else its state."""
+        states = [self.breaker.state, *(b.state for b in self._node_breakers.values())]
+        return next((s for s in (OPEN, HALF_OPEN) if s in states), CLOSED)
+
+    @property
+    def trips(self) -> int:
+        return self.breaker.trips + sum(b.trips for b in self._node_breakers.values())
