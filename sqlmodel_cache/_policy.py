@@ -74,6 +74,15 @@ def plain_get_options(options: _Options) -> _Options:
     return options
 
 
+def _verdict(info: ModelInfo, raw: bytes | None, part: str) -> list[Any] | _Verdict | None:
+    if raw is None:
+        return None
+    if is_lease(raw):
+        return BUSY
+    values = decode_entry(info, raw, part)
+    return UNUSABLE if values is None else values
+
+
 def _ttl_ms(info: ModelInfo, runtime: Runtime, execution_options: Mapping[str, Any]) -> int:
     ttl = execution_options.get("cache_ttl")
     if ttl is not None:
@@ -177,17 +186,22 @@ class ReadPolicy:
     def judge(self, raw: bytes | None, part: str) -> list[Any] | _Verdict | None:
         """What ``raw``, read at the key of ``part``, is: column values for a hit, ``None``
         when the key is empty, `BUSY` or `UNUSABLE` otherwise. Counts hits and unusable values."""
-        if raw is None:
-            return None
-        if is_lease(raw):
-            return BUSY
-        values = decode_entry(self.info, raw, part)
+        verdict = _verdict(self.info, raw, part)
         counters = self.runtime.counters
-        if values is None:
+        if type(verdict) is list:
+            counters.hits += 1
+        elif verdict is UNUSABLE:
             counters.corrupt_entries += 1
-            return UNUSABLE
-        counters.hits += 1
-        return values
+        return verdict
+
+    def judge_many(self, raws: Sequence[bytes | None], parts: Sequence[str]) -> list[list[Any] | _Verdict | None]:
+        """`judge` for many keys at once."""
+        info = self.info
+        verdicts = [_verdict(info, raw, part) for raw, part in zip(raws, parts, strict=True)]
+        counters = self.runtime.counters
+        counters.hits += sum(type(verdict) is list for verdict in verdicts)
+        counters.corrupt_entries += verdicts.count(UNUSABLE)
+        return verdicts
 
     def missed(self, count: int = 1) -> None:
         self.runtime.counters.misses += count

@@ -179,8 +179,8 @@ class _ManyRead:
         hits: list[Identity] = []
         rows: list[list[Any]] = []
         empty: dict[Identity, tuple[str, str]] = {}
-        for (identity, key_part), raw in zip(asked.items(), raws, strict=True):
-            verdict = policy.judge(raw, key_part[1])
+        verdicts = policy.judge_many(raws, [part for _, part in asked.values()])
+        for (identity, key_part), verdict in zip(asked.items(), verdicts, strict=True):
             if verdict is None:
                 empty[identity] = key_part
             elif isinstance(verdict, list):
