@@ -2,9 +2,10 @@
 
 Against the stale-set race ("Scaling Memcache at Facebook", NSDI 2013): a reader that misses
 stores a unique token at the key (``SET key token NX PX ms GET``, which also returns what was
-there), reads the database, then publishes only if the key still holds its token (one
-compare-and-set script). An eviction deletes the key, token included, so a reader whose
-SELECT may predate a commit can never publish after that commit's eviction.
+there), reads the database, then settles its lease: publishes the row, or releases the key
+when there is nothing to publish, only if the key still holds its token (one compare-and-set
+script). An eviction deletes the key, token included, so a reader whose SELECT may predate a
+commit can never publish after that commit's eviction; and no reader leaves its lease behind.
 
 The transports send these commands as they are built here; they know nothing of leases.
 """
@@ -16,22 +17,23 @@ from collections.abc import Sequence
 from typing import Final
 
 __all__ = [
-    "FILL_IF_LEASE_HELD",
-    "FILL_MANY_IF_LEASES_HELD",
     "LEASE_MANY",
     "SCRIPTS",
-    "Fill",
-    "fill_arguments",
-    "fill_many_arguments",
+    "SETTLE",
+    "SETTLE_MANY",
+    "Settlement",
     "is_lease",
     "lease_many_arguments",
     "lookup_command",
     "new_lease",
     "new_leases",
+    "settle_arguments",
+    "settle_many_arguments",
 ]
 
-# (key, lease, value, ttl_ms): one row to publish under the lease its reader took.
-Fill = tuple[str, bytes, bytes, int]
+# (key, lease, value, ttl_ms): what a reader does with the lease it took. With a value, it
+# publishes the row for ``ttl_ms``; with ``None``, it releases the key (nothing to publish).
+Settlement = tuple[str, bytes, "bytes | None", int]
 
 # Entries are msgpack arrays (first byte 0x9X/0xDC/0xDD); a lease starts with a zero byte,
 # so a reader tells the two apart from the first byte without decoding anything.
@@ -53,28 +55,37 @@ def is_lease(raw: bytes) -> bool:
     return raw[:1] == LEASE_MARK
 
 
-# Publish the row only if the key still holds this reader's lease.
-FILL_IF_LEASE_HELD: Final = """
+# Only if the key still holds this reader's lease: publish the row, or (an empty value)
+# release the key. 1 if the key held the lease.
+SETTLE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  if ARGV[2] == '' then
+    redis.call('DEL', KEYS[1])
+  else
+    redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  end
   return 1
 end
 return 0
 """
 
 # The same for many keys at once (a single server only: a cluster needs one slot per script).
-FILL_MANY_IF_LEASES_HELD: Final = """
-local stored = {}
+SETTLE_MANY: Final = """
+local held = {}
 for i = 1, #KEYS do
   local at = (i - 1) * 3
   if redis.call('GET', KEYS[i]) == ARGV[at + 1] then
-    redis.call('SET', KEYS[i], ARGV[at + 2], 'PX', ARGV[at + 3])
-    stored[i] = 1
+    if ARGV[at + 2] == '' then
+      redis.call('DEL', KEYS[i])
+    else
+      redis.call('SET', KEYS[i], ARGV[at + 2], 'PX', ARGV[at + 3])
+    end
+    held[i] = 1
   else
-    stored[i] = 0
+    held[i] = 0
   end
 end
-return stored
+return held
 """
 
 # The lookup for many keys on one server: one command, one array reply. Each key gets its
@@ -88,7 +99,7 @@ end
 return found
 """
 
-SCRIPTS: Final = (FILL_IF_LEASE_HELD, FILL_MANY_IF_LEASES_HELD, LEASE_MANY)
+SCRIPTS: Final = (SETTLE, SETTLE_MANY, LEASE_MANY)
 
 
 def lookup_command(key: bytes, lease: bytes, lease_ms: int) -> tuple[bytes, ...]:
@@ -96,9 +107,9 @@ def lookup_command(key: bytes, lease: bytes, lease_ms: int) -> tuple[bytes, ...]
     return (b"SET", key, lease, b"NX", b"PX", b"%d" % lease_ms, b"GET")
 
 
-def fill_arguments(key: bytes, lease: bytes, value: bytes, ttl_ms: int) -> tuple[bytes, ...]:
-    """``numkeys`` and the arguments of `FILL_IF_LEASE_HELD`, as ``EVAL``/``EVALSHA`` take them."""
-    return (b"1", key, lease, value, b"%d" % ttl_ms)
+def settle_arguments(key: bytes, lease: bytes, value: bytes | None, ttl_ms: int) -> tuple[bytes, ...]:
+    """``numkeys`` and the arguments of `SETTLE`, as ``EVAL``/``EVALSHA`` take them."""
+    return (b"1", key, lease, value or b"", b"%d" % ttl_ms)
 
 
 def lease_many_arguments(keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes]:
@@ -110,10 +121,10 @@ def lease_many_arguments(keys: Sequence[str], leases: Sequence[bytes], lease_ms:
     return arguments
 
 
-def fill_many_arguments(fills: Sequence[Fill]) -> list[bytes]:
-    """``numkeys`` and the arguments of `FILL_MANY_IF_LEASES_HELD`."""
-    arguments = [b"%d" % len(fills)]
-    arguments += (key.encode() for key, _, _, _ in fills)
-    for _, lease, value, ttl_ms in fills:
-        arguments += (lease, value, b"%d" % ttl_ms)
+def settle_many_arguments(settlements: Sequence[Settlement]) -> list[bytes]:
+    """``numkeys`` and the arguments of `SETTLE_MANY`."""
+    arguments = [b"%d" % len(settlements)]
+    arguments += (key.encode() for key, _, _, _ in settlements)
+    for _, lease, value, ttl_ms in settlements:
+        arguments += (lease, value or b"", b"%d" % ttl_ms)
     return arguments

@@ -4,7 +4,8 @@ Every decision is the policy's (`_policy`); these only sequence Redis and databa
 both sessions run them unchanged (`_flow`).
 
 ``get()``: one round trip for a hit, ``SET ... NX GET`` taking the lease on a miss, the
-database, then the compare-and-set fill. ``get_many()``: the identity map, one multi-key read
+database, then one compare-and-set that settles the lease: publishes the row, or releases the
+key when there is none. ``get_many()``: the identity map, one multi-key read
 of every key (one MGET; one round trip per node on a cluster), leases for the misses in one
 more, one ``SELECT ... WHERE pk IN (...)`` for what Redis did not have, and the fills in one
 more.
@@ -24,7 +25,7 @@ from ._errors import TransportError
 from ._eviction import deliver_kept
 from ._flow import Database, Flow, Redis
 from ._keys import pk_values
-from ._lease import Fill, new_lease, new_leases
+from ._lease import Settlement, new_lease, new_leases
 from ._policy import BUSY, GetOptions, ReadPolicy
 from ._stats import logger
 
@@ -82,17 +83,20 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
         return policy.info.load_into(policy.session, verdict)
     policy.missed()
     loaded = yield from_database
-    if loaded is None or not policy.may_publish(verdict):
+    if lease is None or verdict is not None:  # no lease of this reader's at the key
+        if loaded is not None:
+            policy.may_publish(verdict)  # counts why it is not published
         return loaded
-    value = policy.entry_for(loaded, part)
-    if value is not None and lease is not None:
-        try:
-            stored = yield Redis(transport.fill, (key, lease, value, policy.ttl_ms))
-        except TransportError as exc:
-            policy.redis_failed("fill", exc)
-        else:
-            policy.filled(int(stored), int(not stored))
-            logger.debug("filled %s" if stored else "lease lost, not filled: %s", key)
+    # Settle the lease: publish the row, or release the key (no row, or not publishable).
+    value = policy.entry_for(loaded, part) if loaded is not None and policy.may_publish(None) else None
+    try:
+        held = yield Redis(transport.settle, (key, lease, value, policy.ttl_ms))
+    except TransportError as exc:
+        policy.redis_failed("fill", exc)
+    else:
+        if value is not None:
+            policy.filled(int(held), int(not held))
+            logger.debug("filled %s" if held else "lease lost, not filled: %s", key)
     return loaded
 
 
@@ -213,18 +217,18 @@ class _ManyRead:
         for identity in self.database:
             self.place(identity, self.loaded.get(identity))
 
-    def fills(self, policy: ReadPolicy) -> list[Fill]:
-        """What to publish: loaded rows whose leases this call holds, by the rules of ``get()``."""
-        requests = []
-        for identity in (*self.unleased, *self.busy, *self.leased):
+    def settlements(self, policy: ReadPolicy) -> list[Settlement]:
+        """What to do with each lease this call holds: publish the loaded row, by the rules of
+        ``get()``, or release the key. Counts why rows it does not publish are not."""
+        for identity in (*self.unleased, *self.busy):
+            if self.loaded.get(identity) is not None:
+                policy.may_publish(BUSY if identity in self.busy else None)
+        settlements: list[Settlement] = []
+        for identity, (key, part, lease) in self.leased.items():
             instance = self.loaded.get(identity)
-            if instance is None or not policy.may_publish(BUSY if identity in self.busy else None):
-                continue
-            key, part, lease = self.leased[identity]
-            value = policy.entry_for(instance, part)
-            if value is not None:
-                requests.append((key, lease, value, policy.ttl_ms))
-        return requests
+            value = policy.entry_for(instance, part) if instance is not None and policy.may_publish(None) else None
+            settlements.append((key, lease, value, policy.ttl_ms))
+        return settlements
 
 
 def plan_many(
@@ -239,13 +243,13 @@ def plan_many(
         yield from read.ask_redis(policy)
     if read.database:
         read.place_rows((yield read.select(execution_options)))
-    fills = read.fills(policy) if policy is not None else []
-    if fills and policy is not None:
+    settlements = read.settlements(policy) if policy is not None else []
+    if settlements and policy is not None:
         try:
-            published = yield Redis(policy.runtime.transport.fill_many, (fills,))
+            held = yield Redis(policy.runtime.transport.settle_many, (settlements,))
         except TransportError as exc:
             policy.redis_failed("fill", exc)
         else:
-            stored = sum(map(bool, published))
-            policy.filled(stored, len(published) - stored)
+            published = [bool(h) for (_, _, value, _), h in zip(settlements, held, strict=True) if value is not None]
+            policy.filled(sum(published), len(published) - sum(published))
     return read.results

@@ -56,6 +56,14 @@ async def test_miss_fill_hit(async_engine: AsyncEngine, async_redis: Any, stats:
     assert stats.hits == 1
 
 
+async def test_a_missing_row_leaves_no_key_behind(async_engine: AsyncEngine, async_redis: Any) -> None:
+    await add(async_engine, Hero(id=1, name="a"))
+    async with AsyncCachedSession(async_engine) as session:
+        assert await session.get(Hero, 404) is None
+        assert [h.name if h else None for h in await session.get_many(Hero, [405, 1, 406])] == [None, "a", None]
+    assert await async_redis.keys("*") == [SQLModelCache.cache_key(Hero, 1).encode()]
+
+
 async def test_commit_evicts_and_rollback_does_not(async_engine: AsyncEngine, async_redis: Any) -> None:
     await add(async_engine, Hero(id=1, name="old"))
     async with AsyncCachedSession(async_engine) as session:

@@ -40,9 +40,9 @@ class CountingTransport(RedisSyncTransport):
         self.calls.append("lookup_many")
         return super().lookup_many(keys, leases, lease_ms)
 
-    def fill_many(self, fills: Sequence[tuple[str, bytes, bytes, int]]) -> list[bool]:
-        self.calls.append("fill_many")
-        return super().fill_many(fills)
+    def settle_many(self, settlements: Sequence[tuple[str, bytes, bytes | None, int]]) -> list[bool]:
+        self.calls.append("settle_many")
+        return super().settle_many(settlements)
 
 
 @pytest.fixture
@@ -75,7 +75,7 @@ def test_one_round_trip_and_one_select(
     sql_counter.reset()
     with CachedSession(engine) as session:
         session.get_many(Hero, [1, 2, 3, 4, 5])
-    assert transport.calls == ["peek_many", "lookup_many", "fill_many"]  # read, leases, fills: one trip each
+    assert transport.calls == ["peek_many", "lookup_many", "settle_many"]  # read, leases, fills: one trip each
     assert len(sql_counter.selects) == 1
     assert stats.fills == 5
 
@@ -92,8 +92,9 @@ def test_one_round_trip_and_one_select(
     sql_counter.reset()
     with CachedSession(engine) as session:
         session.get_many(Hero, [1, 2, 6, 7])  # two hits, two rows that do not exist
-    assert transport.calls == ["peek_many", "lookup_many"]  # nothing to fill
+    assert transport.calls == ["peek_many", "lookup_many", "settle_many"]  # nothing to fill: leases released
     assert len(sql_counter.selects) == 1
+    assert not [key for key in transport.client.keys("*") if key.endswith((b":6", b":7"))]
 
 
 def test_identity_map_first(engine: sa.Engine, transport: CountingTransport, stats: CacheStats) -> None:

@@ -78,12 +78,12 @@ class SteppedTransport(RedisSyncTransport):
         self.turns.wait("R2")  # the SELECT runs when this returns
         return value
 
-    def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
+    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
         self.turns.done("R2")
         self.turns.wait("R3")
         try:
             if self.honour_leases:
-                return super().fill(key, lease, value, ttl_ms)
+                return super().settle(key, lease, value, ttl_ms)
             self.client.set(key, value, px=ttl_ms)  # what a cache without leases would do
             return True
         finally:

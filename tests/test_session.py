@@ -63,6 +63,28 @@ def test_missing_row_is_none_and_not_cached(engine: sa.Engine, r: redis.Redis, s
     assert stats.hits == 0 and stats.fills == 0
 
 
+def test_a_missing_row_leaves_no_key_behind(engine: sa.Engine, r: redis.Redis, stats: CacheStats) -> None:
+    add(engine, Hero(id=1, name="a"))
+    with CachedSession(engine) as session:
+        assert session.get(Hero, 404) is None
+        assert [h.name if h else None for h in session.get_many(Hero, [405, 1, 406])] == [None, "a", None]
+    assert r.keys("*") == [SQLModelCache.cache_key(Hero, 1).encode()]  # the leases were released
+    assert stats.misses == 4 and stats.fills == 1
+
+
+def test_a_lease_is_released_when_the_row_may_not_be_published(
+    engine: sa.Engine, r: redis.Redis, stats: CacheStats
+) -> None:
+    add(engine, Hero(id=1, name="a"), Hero(id=2, name="b"))
+    with CachedSession(engine) as session:
+        session.add(Hero(id=3, name="pending"))  # autoflushed by the load: nothing it reads may be published
+        assert session.get(Hero, 1) is not None
+        assert [h.name for h in session.get_many(Hero, [2]) if h] == ["b"]
+        assert r.keys("*") == []  # no lease left behind for another reader to wait out
+        session.rollback()
+    assert stats.fills == 0 and stats.fills_skipped_own_writes == 2
+
+
 def test_identity_map_first_no_redis_call(engine: sa.Engine, r: redis.Redis, stats: CacheStats) -> None:
     add(engine, Hero(id=1, name="a"))
     with CachedSession(engine) as session:

@@ -15,10 +15,10 @@ import redis.cluster
 from redis.exceptions import NoScriptError
 
 from sqlmodel_cache import _lease
-from sqlmodel_cache._lease import Fill
+from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
-from ._cluster import queue_fills, queue_lookups, queue_peeks
+from ._cluster import queue_settlements, queue_lookups, queue_peeks
 
 __all__ = ["RedisAsyncTransport"]
 
@@ -101,10 +101,10 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         with self._guard.call("lookup", key):
             return cast("bytes | None", await self._bound(self.client.get(key), self.timeout))
 
-    async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
-        arguments = _lease.fill_arguments(key.encode(), lease, value, ttl_ms)
+    async def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
+        arguments = _lease.settle_arguments(key.encode(), lease, value, ttl_ms)
         with self._guard.call("fill", key):
-            return bool(await self._bound(self._evalsha(_lease.FILL_IF_LEASE_HELD, arguments), self.timeout))
+            return bool(await self._bound(self._evalsha(_lease.SETTLE, arguments), self.timeout))
 
     async def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
         with self._guard.call("lookup"):
@@ -122,13 +122,15 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
                 "list[bytes | None]", await self._bound(self._evalsha(_lease.LEASE_MANY, arguments), self.timeout)
             )
 
-    async def fill_many(self, fills: Sequence[Fill]) -> list[bool]:
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
         with self._guard.call("fill"):
             if self._cluster:
-                results = await self._bound(self._pipelined(partial(queue_fills, fills=fills)), self.timeout)
+                results = await self._bound(
+                    self._pipelined(partial(queue_settlements, settlements=settlements)), self.timeout
+                )
             else:
-                arguments = _lease.fill_many_arguments(fills)
-                results = await self._bound(self._evalsha(_lease.FILL_MANY_IF_LEASES_HELD, arguments), self.timeout)
+                arguments = _lease.settle_many_arguments(settlements)
+                results = await self._bound(self._evalsha(_lease.SETTLE_MANY, arguments), self.timeout)
         return [bool(result) for result in results]
 
     async def delete_many(self, keys: Sequence[str]) -> None:

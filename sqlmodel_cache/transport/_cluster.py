@@ -9,9 +9,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from sqlmodel_cache import _lease
-from sqlmodel_cache._lease import Fill
+from sqlmodel_cache._lease import Settlement
 
-__all__ = ["queue_fills", "queue_lookups", "queue_peeks"]
+__all__ = ["queue_settlements", "queue_lookups", "queue_peeks"]
 
 
 def queue_lookups(pipe: Any, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> None:
@@ -27,10 +27,8 @@ def queue_peeks(pipe: Any, keys: Sequence[str]) -> None:
         pipe.get(key)
 
 
-def queue_fills(pipe: Any, fills: Sequence[Fill]) -> None:
-    """Queue fills on a sync or asyncio cluster pipeline, which cannot load scripts: each
-    sends the small script's source."""
-    for key, lease, value, ttl_ms in fills:
-        pipe.execute_command(
-            "EVAL", _lease.FILL_IF_LEASE_HELD, *_lease.fill_arguments(key.encode(), lease, value, ttl_ms)
-        )
+def queue_settlements(pipe: Any, settlements: Sequence[Settlement]) -> None:
+    """Queue settlements on a sync or asyncio cluster pipeline, which cannot load scripts:
+    each sends the small script's source."""
+    for key, lease, value, ttl_ms in settlements:
+        pipe.execute_command("EVAL", _lease.SETTLE, *_lease.settle_arguments(key.encode(), lease, value, ttl_ms))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
-from sqlmodel_cache._lease import Fill
+from sqlmodel_cache._lease import Settlement
 
 __all__ = ["AsyncTransport", "SyncTransport", "Transport"]
 
@@ -35,14 +35,15 @@ class SyncTransport(Transport, Protocol):
     def peek(self, key: str) -> bytes | None:
         """The value at ``key``, taking no lease: for readers that will not fill."""
 
-    def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
-        """Store ``value`` if ``key`` still holds ``lease``; ``False`` if the lease was lost."""
+    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
+        """If ``key`` still holds ``lease``: store ``value`` there, or with ``None`` delete the
+        key; ``False`` if the lease was lost."""
 
     def peek_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]: ...
 
-    def fill_many(self, fills: Sequence[Fill]) -> list[bool]: ...
+    def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]: ...
 
     def delete_many(self, keys: Sequence[str]) -> None: ...
 
@@ -57,13 +58,13 @@ class AsyncTransport(Transport, Protocol):
 
     async def peek(self, key: str) -> bytes | None: ...
 
-    async def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool: ...
+    async def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool: ...
 
     async def peek_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
 
     async def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]: ...
 
-    async def fill_many(self, fills: Sequence[Fill]) -> list[bool]: ...
+    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]: ...
 
     async def delete_many(self, keys: Sequence[str]) -> None: ...
 

@@ -13,11 +13,11 @@ import redis.cluster
 from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
 
 from sqlmodel_cache import _lease
-from sqlmodel_cache._lease import Fill
+from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
 from ._clients import bounded_client, bounded_cluster_client
-from ._cluster import queue_fills, queue_lookups, queue_peeks
+from ._cluster import queue_settlements, queue_lookups, queue_peeks
 from ._connections import ThreadConnections, packed
 
 __all__ = ["RedisSyncTransport"]
@@ -51,7 +51,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             self._redis = bounded_client(client, self.timeout)
             self._connections = ThreadConnections(self._redis.connection_pool)
         self._node_connections: dict[str, ThreadConnections] = {}
-        self._fill_script = self._redis.register_script(_lease.FILL_IF_LEASE_HELD)
+        self._settle_script = self._redis.register_script(_lease.SETTLE)
         self._shas = {source: self._redis.register_script(source).sha.encode() for source in _lease.SCRIPTS}
         return routing
 
@@ -93,10 +93,10 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         through_client = partial(self._redis.get, key)
         return cast("bytes | None", self._single_key("lookup", key, packed(b"GET", key.encode()), through_client))
 
-    def fill(self, key: str, lease: bytes, value: bytes, ttl_ms: int) -> bool:
-        arguments = _lease.fill_arguments(key.encode(), lease, value, ttl_ms)
-        command = packed(b"EVALSHA", self._shas[_lease.FILL_IF_LEASE_HELD], *arguments)
-        through_client = partial(self._fill_script, keys=[key], args=arguments[2:])
+    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
+        arguments = _lease.settle_arguments(key.encode(), lease, value, ttl_ms)
+        command = packed(b"EVALSHA", self._shas[_lease.SETTLE], *arguments)
+        through_client = partial(self._settle_script, keys=[key], args=arguments[2:])
         return bool(self._single_key("fill", key, command, through_client))
 
     def _script(self, source: str, arguments: Sequence[bytes]) -> Any:
@@ -132,13 +132,13 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
                 )
             return self._pipelined(partial(queue_lookups, keys=keys, leases=leases, lease_ms=lease_ms))
 
-    def fill_many(self, fills: Sequence[Fill]) -> list[bool]:
-        """`fill` for many ``(key, lease, value, ttl_ms)``: one script call, or one round trip per node."""
+    def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
+        """`settle` for many keys: one script call, or one round trip per node on a cluster."""
         with self._guard.call("fill"):
             if self._connections is not None:
-                results = self._script(_lease.FILL_MANY_IF_LEASES_HELD, _lease.fill_many_arguments(fills))
+                results = self._script(_lease.SETTLE_MANY, _lease.settle_many_arguments(settlements))
             else:
-                results = self._pipelined(partial(queue_fills, fills=fills))
+                results = self._pipelined(partial(queue_settlements, settlements=settlements))
         return [bool(result) for result in results]
 
     def delete_many(self, keys: Sequence[str]) -> None:
