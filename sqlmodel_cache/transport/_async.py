@@ -18,7 +18,7 @@ from sqlmodel_cache import _lease
 from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
-from ._cluster import queue_settlements, queue_lookups, queue_peeks
+from ._cluster import queue_lookups, queue_peeks, queue_settlements
 
 __all__ = ["RedisAsyncTransport"]
 

@@ -11,7 +11,7 @@ from typing import Any
 from sqlmodel_cache import _lease
 from sqlmodel_cache._lease import Settlement
 
-__all__ = ["queue_settlements", "queue_lookups", "queue_peeks"]
+__all__ = ["queue_lookups", "queue_peeks", "queue_settlements"]
 
 
 def queue_lookups(pipe: Any, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> None:

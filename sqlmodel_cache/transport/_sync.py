@@ -17,7 +17,7 @@ from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
 from ._clients import bounded_client, bounded_cluster_client
-from ._cluster import queue_settlements, queue_lookups, queue_peeks
+from ._cluster import queue_lookups, queue_peeks, queue_settlements
 from ._connections import ThreadConnections, packed
 
 __all__ = ["RedisSyncTransport"]
