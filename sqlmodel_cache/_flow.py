@@ -74,17 +74,10 @@ def run(flow: Flow[T], session: Session | None, call: Callable[[Redis], Any] = c
             reply = step.function(session)
 
 
-async def _await(step: Redis | Database, session: AsyncSession | None) -> Any:
-    if isinstance(step, Redis):
-        return await step.method(*step.arguments)
-    from sqlalchemy.util import greenlet_spawn
-
-    assert session is not None
-    return await greenlet_spawn(step.function, session.sync_session)
-
-
 async def run_async(flow: Flow[T], session: AsyncSession | None) -> T:
     """Perform ``flow`` on the event loop: Redis calls awaited, database steps in a greenlet."""
+    from sqlalchemy.util import greenlet_spawn
+
     reply: Any = None
     failure: TransportError | None = None
     while True:
@@ -93,7 +86,12 @@ async def run_async(flow: Flow[T], session: AsyncSession | None) -> T:
         except StopIteration as done:
             result: T = done.value
             return result
-        try:
-            reply, failure = await _await(step, session), None
-        except TransportError as exc:
-            failure = exc
+        reply, failure = None, None
+        if isinstance(step, Redis):
+            try:
+                reply = await step.method(*step.arguments)
+            except TransportError as exc:
+                failure = exc
+        else:
+            assert session is not None
+            reply = await greenlet_spawn(step.function, session.sync_session)
