@@ -146,18 +146,23 @@ def test_failed_eviction_is_kept_and_replayed_before_the_next_read(sqlite_engine
         assert stats.hits >= 1, "the cache is used again without a restart"
 
 
+@pytest.mark.parametrize("prefix", ["sqlmodelcache", "app:cache", "we[ir]d*pre?fix"])
 def test_too_many_kept_evictions_bypass_the_cache_until_purged(
-    sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, prefix: str
 ) -> None:
     seed(sqlite_engine, 6)
     monkeypatch.setattr(KeptEvictions, "limit", 3)
+    # The application's own keys beside ours: what a looser prefix test or an unescaped
+    # pattern would also match.
+    neighbours = [b"unrelated:key", prefix.encode() + b"x:other", b"wid-preZfix:key"]
+    if ":" in prefix:
+        neighbours.append(prefix.split(":", maxsplit=1)[0].encode() + b":data")
     with redis_server() as server:
         client = redis.Redis.from_url(server.url)
-        SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=1000))
+        SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=1000), key_prefix=prefix)
         for pk in range(1, 7):
             timed_get(sqlite_engine, pk)
         stale = {key: client.get(key) for key in client.keys("*")}
-        client.set("unrelated:key", b"kept")
         server.kill()
         with CachedSession(sqlite_engine) as session:
             for pk in range(1, 7):
@@ -169,11 +174,13 @@ def test_too_many_kept_evictions_bypass_the_cache_until_purged(
         server.restart()
         for key, value in stale.items():
             client.set(key, value)  # type: ignore[arg-type]
-        client.set("unrelated:key", b"kept")
+        for neighbour in neighbours:  # a shared Redis: the application's own keys
+            client.set(neighbour, b"kept")
         for pk in range(1, 7):
             assert timed_get(sqlite_engine, pk)[0] == f"new{pk}"
         assert not pending_evictions()
-        assert client.get("unrelated:key") == b"kept", "the purge touched keys outside the prefix"
+        for neighbour in neighbours:
+            assert client.get(neighbour) == b"kept", f"the purge touched {neighbour!r}, outside {prefix}:"
 
 
 async def test_async_black_hole_and_breaker(async_engine: AsyncEngine, stats: CacheStats) -> None:
