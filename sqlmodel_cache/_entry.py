@@ -1,14 +1,17 @@
 """The entry format: owns what a cached value carries and how a value read back is checked.
 
-An entry is a msgpack array: the model's fingerprint, then every column's value in the
-model's column order (enum members by name). It is served only for the key it was written
-for: the fingerprint must be this model's and the primary key inside must be the key's, so an
-entry of an older schema, of another model, copied to another key or left by another
-application is a miss, never a wrong row.
+An entry is a msgpack array: the model's fingerprint, the Redis server lifetime that stored
+it, then every column's value in the model's column order (enum members by name). It is
+served only for the key it was written for, by the lifetime that wrote it: the fingerprint
+must be this model's, the primary key inside must be the key's, and the lifetime must be the
+one answering. An entry of an older schema, of another model, copied to another key, left by
+another application, or brought back by a restart, a failover or a restore is a miss, never
+a wrong or an evicted row.
 """
 
 from __future__ import annotations
 
+import enum
 from typing import Any
 
 import msgpack
@@ -16,47 +19,60 @@ import msgpack
 from . import _codec
 from ._model import ModelInfo
 
-__all__ = ["decode_entry", "encode_entry"]
+__all__ = ["Unusable", "decode_entry", "encode_entry"]
 
 
-def encode_entry(info: ModelInfo, state_dict: dict[str, Any]) -> bytes | None:
+class Unusable(enum.Enum):
+    """Why a value at a key is not served (and is replaced by the next reader that may fill)."""
+
+    CORRUPT = "a value that is not an entry of this model for this key"
+    OTHER_LIFETIME = "an entry stored by another Redis server lifetime (a restart, failover or restore)"
+
+
+_HEAD = 2  # the fingerprint and the lifetime, before the columns
+
+
+def encode_entry(info: ModelInfo, state_dict: dict[str, Any], lifetime: bytes) -> bytes | None:
     """The entry for a loaded row, or ``None`` when a column is unloaded or unstorable."""
     try:
-        values: list[Any] = [info.fingerprint, *map(state_dict.__getitem__, info.attr_keys)]
+        values: list[Any] = [info.fingerprint, lifetime, *map(state_dict.__getitem__, info.attr_keys)]
     except KeyError:
         return None
     for position, enum_cls in info.enum_columns:
-        member = values[position + 1]
+        member = values[position + _HEAD]
         if member is not None:
             if type(member) is not enum_cls:
                 return None
-            values[position + 1] = msgpack.ExtType(_codec.ENUM_CODE, member.name.encode())
+            values[position + _HEAD] = msgpack.ExtType(_codec.ENUM_CODE, member.name.encode())
     try:
         return _codec.pack(values)
     except (TypeError, ValueError, OverflowError):
         return None
 
 
-def decode_entry(info: ModelInfo, data: bytes, pk_part: str) -> list[Any] | None:
-    """Column values from an entry, or ``None`` if it is not this model's entry for ``pk_part``."""
+def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) -> list[Any] | Unusable:
+    """Column values from this model's entry for ``pk_part``, stored by ``lifetime``; else why not."""
     try:
         values = _codec.unpack(data)
     except _codec.DecodeError:
-        return None
+        return Unusable.CORRUPT
     if type(values) is not list or len(values) != info.entry_length or values[0] != info.fingerprint:
-        return None
-    del values[0]
+        return Unusable.CORRUPT
+    stored_by = values[1]
+    del values[:_HEAD]
     for position, enum_cls in info.enum_columns:
         name = values[position]
         if name is not None:
             if type(name) is not _codec.EnumName:
-                return None
+                return Unusable.CORRUPT
             try:
                 values[position] = enum_cls[name]
             except KeyError:
-                return None
+                return Unusable.CORRUPT
     if _codec.EnumName in map(type, values):  # an enum name in a column that is no enum
-        return None
+        return Unusable.CORRUPT
     if info.pk_part(info.identity_of(values)) != pk_part:
-        return None
+        return Unusable.CORRUPT
+    if stored_by != lifetime:
+        return Unusable.OTHER_LIFETIME
     return values

@@ -18,17 +18,20 @@ from typing import Final
 
 __all__ = [
     "LEASE_MANY",
+    "LEASE_OVER",
     "SCRIPTS",
     "SETTLE",
     "SETTLE_MANY",
     "Settlement",
     "is_lease",
     "lease_many_arguments",
+    "lease_over_arguments",
     "lookup_command",
     "new_lease",
     "new_leases",
     "settle_arguments",
     "settle_many_arguments",
+    "took_lease",
 ]
 
 # (key, lease, value, ttl_ms): what a reader does with the lease it took. With a value, it
@@ -88,18 +91,35 @@ end
 return held
 """
 
+# A lease over a value no reader may serve (corrupt, foreign, of another server lifetime):
+# taken only if the key still holds exactly what the reader found there. Answers with what
+# the key held, as ``SET ... GET`` does.
+LEASE_OVER: Final = """
+local current = redis.call('GET', KEYS[1])
+if current == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+end
+return current
+"""
+
 # The lookup for many keys on one server: one command, one array reply. Each key gets its
-# own lease; a key that holds a value (or another reader's lease) answers with it.
+# own lease where it is empty (or holds exactly the value expected to be replaced, when one
+# is given); a key that holds a value (or another reader's lease) answers with it.
 LEASE_MANY: Final = """
 local px = ARGV[#ARGV]
 local found = {}
 for i = 1, #KEYS do
-  found[i] = redis.call('SET', KEYS[i], ARGV[i], 'NX', 'PX', px, 'GET')
+  local current = redis.call('GET', KEYS[i])
+  local expected = ARGV[2 * i]
+  if (current == false and expected == '') or current == expected then
+    redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', px)
+  end
+  found[i] = current
 end
 return found
 """
 
-SCRIPTS: Final = (SETTLE, SETTLE_MANY, LEASE_MANY)
+SCRIPTS: Final = (SETTLE, SETTLE_MANY, LEASE_OVER, LEASE_MANY)
 
 
 def lookup_command(key: bytes, lease: bytes, lease_ms: int) -> tuple[bytes, ...]:
@@ -112,13 +132,27 @@ def settle_arguments(key: bytes, lease: bytes, value: bytes | None, ttl_ms: int)
     return (b"1", key, lease, value or b"", b"%d" % ttl_ms)
 
 
-def lease_many_arguments(keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes]:
-    """``numkeys`` and the arguments of `LEASE_MANY`."""
+def lease_over_arguments(key: bytes, found: bytes, lease: bytes, lease_ms: int) -> tuple[bytes, ...]:
+    """``numkeys`` and the arguments of `LEASE_OVER`."""
+    return (b"1", key, found, lease, b"%d" % lease_ms)
+
+
+def lease_many_arguments(
+    keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+) -> list[bytes]:
+    """``numkeys`` and the arguments of `LEASE_MANY`: per key its lease and the value it
+    replaces (``None``: the key must be empty)."""
     arguments = [b"%d" % len(keys)]
     arguments += (key.encode() for key in keys)
-    arguments += leases
+    for lease, found in zip(leases, replacing, strict=True):
+        arguments += (lease, found or b"")
     arguments.append(b"%d" % lease_ms)
     return arguments
+
+
+def took_lease(replacing: bytes | None, reply: bytes | None) -> bool:
+    """Did a lookup that expected ``replacing`` at the key (``None``: nothing) take its lease?"""
+    return reply == replacing
 
 
 def settle_many_arguments(settlements: Sequence[Settlement]) -> list[bytes]:

@@ -26,7 +26,7 @@ from ._keys import PkPart, pk_encoder, pk_part_function
 __all__ = ["ModelInfo", "model_info"]
 
 # Bump when the stored layout changes: old entries then live under other keys.
-LAYOUT_VERSION: Final = 2
+LAYOUT_VERSION: Final = 3
 
 
 def _python_type(column: Column[Any]) -> type | None:
@@ -62,7 +62,7 @@ class ModelInfo:
     fill_values: Callable[[list[Any]], tuple[Any, ...]]
     identity_class: type
     identity_of: Callable[[list[Any]], tuple[Any, ...]]  # the primary key of a decoded row
-    entry_length: int  # the fingerprint, then the columns
+    entry_length: int  # the fingerprint, the server lifetime, then the columns
 
     def pk_of(self, state_dict: dict[str, Any]) -> list[Any] | None:
         try:
@@ -190,7 +190,7 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         fill_values=_getter(load_order),
         identity_class=mapper._identity_class,
         identity_of=_getter(pk_positions),
-        entry_length=len(attr_keys) + 1,
+        entry_length=len(attr_keys) + 2,
     )
 
 

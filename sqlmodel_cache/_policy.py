@@ -19,7 +19,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql.selectable import ForUpdateParameter
 from sqlalchemy.util import EMPTY_DICT
 
-from ._entry import decode_entry, encode_entry
+from ._entry import Unusable, decode_entry, encode_entry
 from ._errors import ConfigurationError, TransportError
 from ._keys import pk_values
 from ._lease import is_lease
@@ -29,7 +29,7 @@ from ._snapshot import connection_is_fresh
 from ._stats import Skip
 from ._writes import WriteLog, peek_write_log
 
-__all__ = ["BUSY", "UNUSABLE", "GetOptions", "ReadPolicy", "SyncGetOptions", "plain_get_options"]
+__all__ = ["BUSY", "UNANSWERED", "GetOptions", "ReadPolicy", "SyncGetOptions", "Verdict", "plain_get_options"]
 
 
 class _Verdict:
@@ -42,9 +42,12 @@ class _Verdict:
         return self.name
 
 
-# What a value read back is, when it is not a hit (a list of column values) or empty (None).
+# What a value read back is, when it is not a hit (a list of column values), empty (None)
+# or a value no reader may serve (an `Unusable` reason, replaced by a reader that may fill).
 BUSY: Final = _Verdict("BUSY")  # another reader's lease: it will fill, this reader must not
-UNUSABLE: Final = _Verdict("UNUSABLE")  # not this key's entry (corrupt, foreign, another schema)
+UNANSWERED: Final = _Verdict("UNANSWERED")  # no server lifetime vouches for it (its node failed)
+
+Verdict = list[Any] | _Verdict | Unusable | None
 
 
 class GetOptions(TypedDict, total=False):
@@ -74,13 +77,14 @@ def plain_get_options(options: _Options) -> _Options:
     return options
 
 
-def _verdict(info: ModelInfo, raw: bytes | None, part: str) -> list[Any] | _Verdict | None:
+def _verdict(info: ModelInfo, raw: bytes | None, part: str, epoch: bytes | None) -> Verdict:
     if raw is None:
         return None
+    if epoch is None:
+        return UNANSWERED
     if is_lease(raw):
         return BUSY
-    values = decode_entry(info, raw, part)
-    return UNUSABLE if values is None else values
+    return decode_entry(info, raw, part, epoch)
 
 
 def _ttl_ms(info: ModelInfo, runtime: Runtime, execution_options: Mapping[str, Any]) -> int:
@@ -183,25 +187,42 @@ class ReadPolicy:
         if not connection_is_fresh(connection):
             self.no_fill = Skip.SNAPSHOT
 
-    def judge(self, raw: bytes | None, part: str) -> list[Any] | _Verdict | None:
-        """What ``raw``, read at the key of ``part``, is: column values for a hit, ``None``
-        when the key is empty, `BUSY` or `UNUSABLE` otherwise. Counts hits and unusable values."""
-        verdict = _verdict(self.info, raw, part)
-        counters = self.runtime.counters
+    def judge(self, raw: bytes | None, part: str, epoch: bytes | None) -> Verdict:
+        """What ``raw``, read at the key of ``part`` from the server lifetime ``epoch``, is:
+        column values for a hit, ``None`` when the key is empty, else why it is not served.
+        Counts hits and the values no reader may serve."""
+        verdict = _verdict(self.info, raw, part, epoch)
         if type(verdict) is list:
-            counters.hits += 1
-        elif verdict is UNUSABLE:
-            counters.corrupt_entries += 1
+            self.runtime.counters.hits += 1
+        elif isinstance(verdict, Unusable):
+            self._unusable([verdict])
         return verdict
 
-    def judge_many(self, raws: Sequence[bytes | None], parts: Sequence[str]) -> list[list[Any] | _Verdict | None]:
+    def judge_many(
+        self, raws: Sequence[bytes | None], parts: Sequence[str], epochs: Sequence[bytes | None]
+    ) -> list[Verdict]:
         """`judge` for many keys at once."""
         info = self.info
-        verdicts = [_verdict(info, raw, part) for raw, part in zip(raws, parts, strict=True)]
-        counters = self.runtime.counters
-        counters.hits += sum(type(verdict) is list for verdict in verdicts)
-        counters.corrupt_entries += verdicts.count(UNUSABLE)
+        verdicts = [_verdict(info, raw, part, epoch) for raw, part, epoch in zip(raws, parts, epochs, strict=True)]
+        self.runtime.counters.hits += sum(type(verdict) is list for verdict in verdicts)
+        unusable = [verdict for verdict in verdicts if isinstance(verdict, Unusable)]
+        if unusable:
+            self._unusable(unusable)
         return verdicts
+
+    def _unusable(self, reasons: list[Unusable]) -> None:
+        counters = self.runtime.counters
+        for reason in reasons:
+            if reason is Unusable.OTHER_LIFETIME:
+                counters.other_lifetime_entries += 1
+            else:
+                counters.corrupt_entries += 1
+        self.runtime.notices.warn(
+            reasons[0].name,
+            "not serving %s in %s; the next reader that may fill replaces it",
+            reasons[0].value,
+            self.info.table,
+        )
 
     def missed(self, count: int = 1) -> None:
         self.runtime.counters.misses += count
@@ -211,7 +232,7 @@ class ReadPolicy:
 
     # Filling ------------------------------------------------------------------------------
 
-    def may_publish(self, verdict: _Verdict | None) -> bool:
+    def may_publish(self, verdict: Verdict) -> bool:
         """May a row just loaded for a key whose read gave ``verdict`` be published (``None``:
         the key was empty and this call leased it)? Counts why not."""
         if self.no_fill is None:
@@ -224,11 +245,14 @@ class ReadPolicy:
             return False
         return verdict is None
 
-    def entry_for(self, instance: Any, part: str) -> bytes | None:
-        """The entry to publish for a loaded row, if it really is the row ``part`` names."""
+    def entry_for(self, instance: Any, part: str, epoch: bytes | None) -> bytes | None:
+        """The entry to publish for a loaded row, if it really is the row ``part`` names, for
+        the server lifetime ``epoch`` its lease was taken in."""
         info = self.info
+        if epoch is None:
+            return None
         pk = info.pk_of(instance.__dict__)
-        value = encode_entry(info, instance.__dict__) if pk is not None and info.pk_part(pk) == part else None
+        value = encode_entry(info, instance.__dict__, epoch) if pk is not None and info.pk_part(pk) == part else None
         if value is None:
             self.runtime.counters.skipped(Skip.UNSTORABLE)
         return value

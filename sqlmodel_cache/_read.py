@@ -21,13 +21,15 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.util import EMPTY_DICT
 from sqlmodel import Session, select
 
+from ._entry import Unusable
 from ._errors import TransportError
 from ._eviction import deliver_kept
 from ._flow import Database, Flow, Redis
 from ._keys import pk_values
-from ._lease import Settlement, new_lease, new_leases
+from ._lease import Settlement, new_lease, new_leases, took_lease
 from ._policy import BUSY, GetOptions, ReadPolicy
 from ._stats import logger
+from .transport import Answers
 
 __all__ = ["plan_get", "plan_many"]
 
@@ -65,38 +67,50 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     if policy.needs_connection_check:
         policy.check_connection((yield _connection_for(policy.info.mapper)))
     transport = runtime.transport
+    lease_ms = runtime.settings.lease_ms
     # A reader that may not publish only peeks: it never holds a lease that would keep
     # other readers from filling.
     lease = new_lease() if policy.no_fill is None else None
     try:
         if lease is not None:
-            raw = yield Redis(transport.lookup, (key, lease, runtime.settings.lease_ms))
+            answer = yield Redis(transport.lookup, (key, lease, lease_ms))
         else:
-            raw = yield Redis(transport.peek, (key,))
+            answer = yield Redis(transport.peek, (key,))
     except TransportError as exc:
         policy.redis_failed("lookup", exc)
         policy.missed()
         return (yield from_database)
-    verdict = policy.judge(raw, part)
-    if isinstance(verdict, list):
+    raw, epoch = answer
+    verdict = policy.judge(raw, part, epoch)
+    if type(verdict) is list:
         logger.debug("hit %s", key)
         return policy.info.load_into(policy.session, verdict)
     policy.missed()
+    held = lease is not None and raw is None  # SET ... NX took the lease
+    if lease is not None and isinstance(verdict, Unusable):
+        # Replace what no reader may serve at once: a lease over exactly the bytes found.
+        try:
+            raw, epoch = yield Redis(transport.lease_over, (key, answer.value, lease, lease_ms))
+        except TransportError as exc:
+            policy.redis_failed("lookup", exc)
+        else:
+            held = epoch is not None and took_lease(answer.value, raw)
+            verdict = None if held else verdict
     loaded = yield from_database
-    if lease is None or verdict is not None:  # no lease of this reader's at the key
+    if not held:
         if loaded is not None:
             policy.may_publish(verdict)  # counts why it is not published
         return loaded
     # Settle the lease: publish the row, or release the key (no row, or not publishable).
-    value = policy.entry_for(loaded, part) if loaded is not None and policy.may_publish(None) else None
+    value = policy.entry_for(loaded, part, epoch) if loaded is not None and policy.may_publish(None) else None
     try:
-        held = yield Redis(transport.settle, (key, lease, value, policy.ttl_ms))
+        published = yield Redis(transport.settle, (key, lease, value, policy.ttl_ms, epoch))
     except TransportError as exc:
         policy.redis_failed("fill", exc)
     else:
         if value is not None:
-            policy.filled(int(held), int(not held))
-            logger.debug("filled %s" if held else "lease lost, not filled: %s", key)
+            policy.filled(int(published), int(not published))
+            logger.debug("filled %s" if published else "lease lost, not filled: %s", key)
     return loaded
 
 
@@ -116,7 +130,8 @@ class _ManyRead:
         self.positions: dict[Identity, list[int]] = {}
         self.database: dict[Identity, list[Any]] = {}  # read by the SELECT
         self.cached: dict[Identity, tuple[str, str]] = {}  # key and part: asked of Redis
-        self.leased: dict[Identity, tuple[str, str, bytes]] = {}  # leases this call holds
+        self.leased: dict[Identity, tuple[str, str, bytes, bytes | None]] = {}  # leases held, with their lifetime
+        self.replacing: dict[Identity, bytes] = {}  # values no reader may serve, to lease over
         self.unleased: list[Identity] = []  # missed where this call may not fill
         self.busy: list[Identity] = []  # another reader's lease was there
         self.loaded: dict[Any, Any] = {}
@@ -152,7 +167,8 @@ class _ManyRead:
             self.results[position] = instance
 
     def ask_redis(self, policy: ReadPolicy) -> Flow[None]:
-        """Hits from one multi-key read; leases for the misses where this call may fill."""
+        """Hits from one multi-key read; leases for the misses where this call may fill (over
+        the values no reader may serve, replacing them)."""
         runtime = policy.runtime
         transport = runtime.transport
         if runtime.evictions:
@@ -161,14 +177,29 @@ class _ManyRead:
             policy.check_connection((yield _connection_for(self.mapper)))
         asked = self.cached
         try:
-            asked = self.sort(policy, asked, (yield Redis(transport.peek_many, ([key for key, _ in asked.values()],))))
+            answers = yield Redis(transport.peek_many, ([key for key, _ in asked.values()],))
+            if answers.failure is not None:
+                policy.redis_failed("lookup", answers.failure)
+            asked = self.sort(policy, asked, answers, replaceable=policy.no_fill is None)
             if asked and policy.no_fill is None:
                 keys = [key for key, _ in asked.values()]
                 leases = new_leases(len(keys))
-                lease_of = dict(zip(asked, leases, strict=True))
-                raws = yield Redis(transport.lookup_many, (keys, leases, runtime.settings.lease_ms))
-                asked = self.sort(policy, asked, raws)  # a key filled meanwhile is a hit after all
-                self.leased = {identity: (key, part, lease_of[identity]) for identity, (key, part) in asked.items()}
+                replacing = [self.replacing.get(identity) for identity in asked]
+                answers = yield Redis(transport.lookup_many, (keys, leases, replacing, runtime.settings.lease_ms))
+                if answers.failure is not None:
+                    policy.redis_failed("lookup", answers.failure)
+                held = {
+                    identity: (key, part, lease, epoch)
+                    for (identity, (key, part)), lease, expected, raw, epoch in zip(
+                        asked.items(), leases, replacing, answers.values, answers.epochs, strict=True
+                    )
+                    if epoch is not None and took_lease(expected, raw)
+                }
+                # A key filled (or leased) by another reader meanwhile is judged as found.
+                others = {identity: asked[identity] for identity in asked if identity not in held}
+                self.sort(policy, others, _subset(answers, asked, others), replaceable=False)
+                self.leased = held
+                asked = {identity: asked[identity] for identity in held}
             else:
                 self.unleased = list(asked)
         except TransportError as exc:
@@ -177,19 +208,24 @@ class _ManyRead:
         self.to_database(asked)
 
     def sort(
-        self, policy: ReadPolicy, asked: dict[Identity, tuple[str, str]], raws: list[bytes | None]
+        self, policy: ReadPolicy, asked: dict[Identity, tuple[str, str]], answers: Any, *, replaceable: bool
     ) -> dict[Identity, tuple[str, str]]:
-        """Hits become instances, the unusable go to the SELECT; the empty keys are returned."""
+        """Hits become instances, the rest go to the SELECT; returns the keys to lease: the
+        empty ones, and (``replaceable``) those holding a value no reader may serve."""
         hits: list[Identity] = []
         rows: list[list[Any]] = []
-        empty: dict[Identity, tuple[str, str]] = {}
-        verdicts = policy.judge_many(raws, [part for _, part in asked.values()])
-        for (identity, key_part), verdict in zip(asked.items(), verdicts, strict=True):
+        to_lease: dict[Identity, tuple[str, str]] = {}
+        parts = [part for _, part in asked.values()]
+        verdicts = policy.judge_many(answers.values, parts, answers.epochs)
+        for (identity, key_part), verdict, raw in zip(asked.items(), verdicts, answers.values, strict=True):
             if verdict is None:
-                empty[identity] = key_part
-            elif isinstance(verdict, list):
+                to_lease[identity] = key_part
+            elif type(verdict) is list:
                 hits.append(identity)
                 rows.append(verdict)
+            elif replaceable and isinstance(verdict, Unusable):
+                to_lease[identity] = key_part
+                self.replacing[identity] = raw
             else:
                 policy.missed()
                 if verdict is BUSY:
@@ -197,7 +233,7 @@ class _ManyRead:
                 self.database[identity] = list(identity[1])
         for identity, instance in zip(hits, policy.info.load_rows(self.session, rows), strict=True):
             self.place(identity, instance)
-        return empty
+        return to_lease
 
     def to_database(self, identities: Iterable[Identity]) -> None:
         for identity in identities:
@@ -217,18 +253,30 @@ class _ManyRead:
         for identity in self.database:
             self.place(identity, self.loaded.get(identity))
 
-    def settlements(self, policy: ReadPolicy) -> list[Settlement]:
+    def settlements(self, policy: ReadPolicy) -> tuple[list[Settlement], list[bytes | None]]:
         """What to do with each lease this call holds: publish the loaded row, by the rules of
-        ``get()``, or release the key. Counts why rows it does not publish are not."""
+        ``get()``, or release the key; with each lease's server lifetime. Counts why rows it
+        does not publish are not."""
         for identity in (*self.unleased, *self.busy):
             if self.loaded.get(identity) is not None:
                 policy.may_publish(BUSY if identity in self.busy else None)
         settlements: list[Settlement] = []
-        for identity, (key, part, lease) in self.leased.items():
+        epochs: list[bytes | None] = []
+        for identity, (key, part, lease, epoch) in self.leased.items():
             instance = self.loaded.get(identity)
-            value = policy.entry_for(instance, part) if instance is not None and policy.may_publish(None) else None
-            settlements.append((key, lease, value, policy.ttl_ms))
-        return settlements
+            publish = instance is not None and policy.may_publish(None)
+            settlements.append(
+                (key, lease, policy.entry_for(instance, part, epoch) if publish else None, policy.ttl_ms)
+            )
+            epochs.append(epoch)
+        return settlements, epochs
+
+
+def _subset(answers: Any, asked: dict[Identity, Any], subset: dict[Identity, Any]) -> Answers:
+    """The answers of ``subset``, out of those of ``asked``."""
+    at = {identity: position for position, identity in enumerate(asked)}
+    positions = [at[identity] for identity in subset]
+    return Answers([answers.values[i] for i in positions], [answers.epochs[i] for i in positions])
 
 
 def plan_many(
@@ -243,13 +291,13 @@ def plan_many(
         yield from read.ask_redis(policy)
     if read.database:
         read.place_rows((yield read.select(execution_options)))
-    settlements = read.settlements(policy) if policy is not None else []
+    settlements, epochs = read.settlements(policy) if policy is not None else ([], [])
     if settlements and policy is not None:
         try:
-            held = yield Redis(policy.runtime.transport.settle_many, (settlements,))
+            published = yield Redis(policy.runtime.transport.settle_many, (settlements, epochs))
         except TransportError as exc:
             policy.redis_failed("fill", exc)
         else:
-            published = [bool(h) for (_, _, value, _), h in zip(settlements, held, strict=True) if value is not None]
-            policy.filled(sum(published), len(published) - sum(published))
+            stored = sum(published)
+            policy.filled(stored, sum(value is not None for _, _, value, _ in settlements) - stored)
     return read.results

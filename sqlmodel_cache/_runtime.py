@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final
 from ._config import Settings
 from ._errors import ConfigurationError
 from ._keys import KeyScheme
-from ._stats import CacheStats, FailureLog, logger
+from ._stats import CacheStats, FailureLog, Notices, logger
 
 if TYPE_CHECKING:
     from .transport import AsyncTransport, SyncTransport
@@ -74,7 +74,7 @@ class KeptEvictions:
 class Runtime:
     """One configuration, live. Sessions take it once per call and use nothing global."""
 
-    __slots__ = ("counters", "evictions", "failures", "keys", "settings", "transport")
+    __slots__ = ("counters", "evictions", "failures", "keys", "notices", "settings", "transport")
 
     def __init__(self, transport: SyncTransport | AsyncTransport, settings: Settings, evictions: KeptEvictions) -> None:
         self.transport = transport
@@ -82,7 +82,8 @@ class Runtime:
         self.keys = KeyScheme(settings.key_prefix)
         self.counters = CacheStats()
         self.evictions = evictions
-        self.failures = FailureLog(self.counters)
+        self.notices = Notices()
+        self.failures = FailureLog(self.counters, self.notices)
 
     def stats(self) -> CacheStats:
         snapshot = self.counters.copy()

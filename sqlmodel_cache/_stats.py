@@ -13,7 +13,7 @@ from typing import Final
 
 from ._errors import CircuitOpen
 
-__all__ = ["CacheStats", "FailureLog", "Skip", "logger"]
+__all__ = ["CacheStats", "FailureLog", "Notices", "Skip", "logger"]
 
 logger: Final = logging.getLogger("sqlmodel_cache")
 
@@ -48,6 +48,8 @@ class CacheStats:
     fills_skipped_own_writes: int = 0
     fills_skipped_unstorable: int = 0
     corrupt_entries: int = 0
+    # Entries stored by another Redis server lifetime (before a restart, failover or restore).
+    other_lifetime_entries: int = 0
     invalidations: int = 0
     invalidations_failed: int = 0
     redis_errors: int = 0
@@ -68,13 +70,30 @@ class CacheStats:
         return CacheStats(**{f.name: getattr(self, f.name) for f in fields(self)})
 
 
+class Notices:
+    """WARNINGs that a burst would repeat: one per kind per window, DEBUG for the rest."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def warn(self, kind: str, message: str, *args: object) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last.get(kind)
+            if last is not None and now - last < WARNING_INTERVAL_S:
+                logger.debug(message, *args)
+                return
+            self._last[kind] = now
+        logger.warning(message, *args)
+
+
 class FailureLog:
     """Counts Redis failures and logs them: one WARNING per operation per window, else DEBUG."""
 
-    def __init__(self, counters: CacheStats) -> None:
+    def __init__(self, counters: CacheStats, notices: Notices) -> None:
         self._counters = counters
-        self._last_warning: dict[str, float] = {}
-        self._lock = threading.Lock()
+        self._notices = notices
 
     def failed(self, operation: str, error: BaseException) -> None:
         if isinstance(error, CircuitOpen):
@@ -82,11 +101,4 @@ class FailureLog:
             logger.debug("%s", error)
             return
         self._counters.redis_errors += 1
-        now = time.monotonic()
-        with self._lock:
-            last = self._last_warning.get(operation)
-            if last is not None and now - last < WARNING_INTERVAL_S:
-                logger.debug("Redis %s failed again: %s", operation, error)
-                return
-            self._last_warning[operation] = now
-        logger.warning("Redis %s failed, serving from the database: %s", operation, error)
+        self._notices.warn(f"redis {operation}", "Redis %s failed, serving from the database: %s", operation, error)

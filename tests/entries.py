@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlmodel_cache import _codec
 from sqlmodel_cache._entry import decode_entry
 from sqlmodel_cache._model import model_info
 
@@ -20,5 +21,6 @@ def row_in(raw: bytes | None, model: type, pk: Any) -> dict[str, Any] | None:
     assert info is not None
     part = info.pk_part(pk if isinstance(pk, tuple) else (pk,))
     assert part is not None
-    values = decode_entry(info, raw, part)
-    return None if values is None else dict(zip(info.attr_keys, values, strict=True))
+    lifetime = _codec.unpack(raw)[1]  # whichever server lifetime stored it
+    values = decode_entry(info, raw, part, lifetime)
+    return dict(zip(info.attr_keys, values, strict=True)) if isinstance(values, list) else None

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from sqlmodel_cache import _codec
-from sqlmodel_cache._entry import decode_entry, encode_entry
+from sqlmodel_cache._entry import Unusable, decode_entry, encode_entry
 from sqlmodel_cache._lease import LEASE_MARK, is_lease, new_lease
 from sqlmodel_cache._model import ModelInfo, model_info
 
@@ -203,6 +203,19 @@ def test_unpack_of_garbage_raises_decode_error_only() -> None:
 
 # --- whole rows through the model's layout ----------------------------------------------------
 
+LIFETIME = bytes.fromhex("0123456789abcdef")  # the Redis server lifetime these entries are written in
+
+
+def encode(info: ModelInfo, row: dict[str, Any]) -> bytes | None:
+    return encode_entry(info, row, LIFETIME)
+
+
+def decode(info: ModelInfo, data: bytes, pk_part: str) -> list[Any] | None:
+    """The row's values, or ``None`` for a miss (whatever the reason)."""
+    values = decode_entry(info, data, pk_part, LIFETIME)
+    return values if isinstance(values, list) else None
+
+
 INFO = model_info(AllTypes)
 assert INFO is not None
 COLUMNS = INFO.attr_keys
@@ -235,7 +248,7 @@ def full_row(**overrides: Any) -> dict[str, Any]:
 
 
 def entry_for(info: ModelInfo, row: dict[str, Any]) -> tuple[bytes, str]:
-    data = encode_entry(info, row)
+    data = encode(info, row)
     assert data is not None
     pk_part = info.pk_part([row[name] for name in info.pk_names])
     assert pk_part is not None
@@ -243,7 +256,7 @@ def entry_for(info: ModelInfo, row: dict[str, Any]) -> tuple[bytes, str]:
 
 
 def decoded_row(info: ModelInfo, data: bytes, pk_part: str) -> dict[str, Any] | None:
-    values = decode_entry(info, data, pk_part)
+    values = decode(info, data, pk_part)
     return None if values is None else dict(zip(info.attr_keys, values, strict=True))
 
 
@@ -276,23 +289,31 @@ def test_unstorable_rows_are_not_encoded() -> None:
     class Level(enum.IntEnum):
         LOW = 1
 
-    assert encode_entry(INFO, full_row(size="s")) is None  # a plain str where the enum member belongs
-    assert encode_entry(INFO, full_row(color=Size.SMALL)) is None  # another enum's member
-    assert encode_entry(INFO, full_row(text=Size.SMALL)) is None  # would come back as a plain str
-    assert encode_entry(INFO, full_row(small=Level.LOW)) is None  # would come back as a plain int
-    assert encode_entry(INFO, full_row(doc={"a": {1, 2}})) is None
+    assert encode(INFO, full_row(size="s")) is None  # a plain str where the enum member belongs
+    assert encode(INFO, full_row(color=Size.SMALL)) is None  # another enum's member
+    assert encode(INFO, full_row(text=Size.SMALL)) is None  # would come back as a plain str
+    assert encode(INFO, full_row(small=Level.LOW)) is None  # would come back as a plain int
+    assert encode(INFO, full_row(doc={"a": {1, 2}})) is None
     unloaded = full_row()
     del unloaded["span"]
-    assert encode_entry(INFO, unloaded) is None
+    assert encode(INFO, unloaded) is None
 
 
 def test_entry_is_served_only_for_its_own_primary_key() -> None:
     data, pk_part = entry_for(INFO, full_row(id=1))
-    assert decode_entry(INFO, data, pk_part) is not None
+    assert decode(INFO, data, pk_part) is not None
     for other in (2, 0, -1, 11, 2**64):
         other_part = INFO.pk_part([other])
         assert other_part is not None and other_part != pk_part
-        assert decode_entry(INFO, data, other_part) is None
+        assert decode(INFO, data, other_part) is None
+
+
+def test_entry_of_another_server_lifetime_is_not_served() -> None:
+    data, pk_part = entry_for(INFO, full_row(id=1))
+    assert isinstance(decode_entry(INFO, data, pk_part, LIFETIME), list)
+    # A restart, a promoted replica or a restored backup answers with another lifetime.
+    assert decode_entry(INFO, data, pk_part, bytes.fromhex("fedcba9876543210")) is Unusable.OTHER_LIFETIME
+    assert decode_entry(INFO, data[:-3], pk_part, LIFETIME) is Unusable.CORRUPT
 
 
 def test_entry_of_another_model_is_a_miss() -> None:
@@ -300,36 +321,36 @@ def test_entry_of_another_model_is_a_miss() -> None:
     assert team is not None and no_ttl is not None and hero is not None
     # Same column names and types, another table: the fingerprint tells them apart.
     team_entry, team_pk = entry_for(team, {"id": 1, "name": "t"})
-    assert decode_entry(team, team_entry, team_pk) == [1, "t"]
-    assert decode_entry(no_ttl, team_entry, team_pk) is None
+    assert decode(team, team_entry, team_pk) == [1, "t"]
+    assert decode(no_ttl, team_entry, team_pk) is None
     hero_entry, hero_pk = entry_for(hero, {"id": 1, "name": "h", "secret_name": "s", "age": 3, "team_id": None})
-    assert decode_entry(INFO, hero_entry, hero_pk) is None
-    assert decode_entry(team, hero_entry, hero_pk) is None
+    assert decode(INFO, hero_entry, hero_pk) is None
+    assert decode(team, hero_entry, hero_pk) is None
     all_types_entry, all_types_pk = entry_for(INFO, full_row(id=1))
-    assert decode_entry(hero, all_types_entry, all_types_pk) is None
+    assert decode(hero, all_types_entry, all_types_pk) is None
 
 
 def test_composite_and_uuid_entries_are_bound_to_their_key() -> None:
     membership, token = model_info(Membership), model_info(Token)
     assert membership is not None and token is not None
     entry, pk_part = entry_for(membership, {"org": "a,b", "user_id": 1, "role": "admin"})
-    assert decode_entry(membership, entry, pk_part) == ["a,b", 1, "admin"]
+    assert decode(membership, entry, pk_part) == ["a,b", 1, "admin"]
     for other in (("a", 1), ("a,b", 2), ("a", "b,1"), ("a,b,1", 1)):
         other_part = membership.pk_part(list(other))
         assert other_part != pk_part
         if other_part is not None:
-            assert decode_entry(membership, entry, other_part) is None
+            assert decode(membership, entry, other_part) is None
     first, second = uuid.uuid4(), uuid.uuid4()
     entry, pk_part = entry_for(token, {"id": first, "label": "x"})
-    assert decode_entry(token, entry, pk_part) == [first, "x"]
-    assert decode_entry(token, entry, token.pk_part([second]) or "") is None
+    assert decode(token, entry, pk_part) == [first, "x"]
+    assert decode(token, entry, token.pk_part([second]) or "") is None
 
 
 def test_entry_with_wrong_shape_is_a_miss() -> None:
     data, pk_part = entry_for(INFO, full_row())
     values = msgpack.unpackb(data, raw=False)  # ext types stay msgpack.ExtType: re-packable as is
     assert values[0] == INFO.fingerprint
-    assert decode_entry(INFO, msgpack.packb(values, use_bin_type=True), pk_part) is not None
+    assert decode(INFO, msgpack.packb(values, use_bin_type=True), pk_part) is not None
     shapes = {
         "wrong fingerprint": [b"\x00\x00\x00\x00", *values[1:]],
         "no fingerprint": values[1:],
@@ -337,43 +358,43 @@ def test_entry_with_wrong_shape_is_a_miss() -> None:
         "one column too many": [*values, None],
         "one column too few": values[:-1],
         "empty list": [],
-        "a map": dict(zip(["fp", *COLUMNS], values, strict=True)),
+        "a map": dict(zip(["fp", "lifetime", *COLUMNS], values, strict=True)),
         "a scalar": 1,
         "nil": None,
         "a string": "row",
-        "pk as str": [values[0], "1", *values[2:]],
-        "enum column as plain str": [*values[:10], "GREEN", *values[11:]],
-        "unknown enum member": [*values[:10], msgpack.ExtType(_codec.ENUM_CODE, b"PURPLE"), *values[11:]],
-        "enum name outside enum column": [*values[:6], msgpack.ExtType(_codec.ENUM_CODE, b"RED"), *values[7:]],
-        "unknown ext type": [*values[:3], msgpack.ExtType(42, b"?"), *values[4:]],
-        "bad decimal": [*values[:8], msgpack.ExtType(_codec.DECIMAL_CODE, b"one"), *values[9:]],
-        "bad uuid": [*values[:9], msgpack.ExtType(_codec.UUID_CODE, b"short"), *values[10:]],
-        "bad datetime": [*values[:14], msgpack.ExtType(_codec.DATETIME_CODE, b"yesterday"), *values[15:]],
+        "pk as str": [values[0], values[1], "1", *values[3:]],
+        "enum column as plain str": [*values[:11], "GREEN", *values[12:]],
+        "unknown enum member": [*values[:11], msgpack.ExtType(_codec.ENUM_CODE, b"PURPLE"), *values[12:]],
+        "enum name outside enum column": [*values[:7], msgpack.ExtType(_codec.ENUM_CODE, b"RED"), *values[8:]],
+        "unknown ext type": [*values[:4], msgpack.ExtType(42, b"?"), *values[5:]],
+        "bad decimal": [*values[:9], msgpack.ExtType(_codec.DECIMAL_CODE, b"one"), *values[10:]],
+        "bad uuid": [*values[:10], msgpack.ExtType(_codec.UUID_CODE, b"short"), *values[11:]],
+        "bad datetime": [*values[:15], msgpack.ExtType(_codec.DATETIME_CODE, b"yesterday"), *values[16:]],
         "bad zone": [
-            *values[:15],
-            msgpack.ExtType(_codec.DATETIME_CODE, b"2024-01-01T00:00:00+00:00[Nowhere/X]"),
-            *values[16:],
-        ],
-        "zone path escape": [
-            *values[:15],
-            msgpack.ExtType(_codec.DATETIME_CODE, b"2024-01-01T00:00:00+00:00[../../../etc/passwd]"),
-            *values[16:],
-        ],
-        "bad timedelta": [*values[:16], msgpack.ExtType(_codec.TIMEDELTA_CODE, b"\x93\xff"), *values[17:]],
-        "timedelta overflow": [
             *values[:16],
-            msgpack.ExtType(_codec.TIMEDELTA_CODE, msgpack.packb([10**12, 0, 0])),
+            msgpack.ExtType(_codec.DATETIME_CODE, b"2024-01-01T00:00:00+00:00[Nowhere/X]"),
             *values[17:],
         ],
-        "bad bigint": [*values[:3], msgpack.ExtType(_codec.BIGINT_CODE, b"\xff\xfe"), *values[4:]],
+        "zone path escape": [
+            *values[:16],
+            msgpack.ExtType(_codec.DATETIME_CODE, b"2024-01-01T00:00:00+00:00[../../../etc/passwd]"),
+            *values[17:],
+        ],
+        "bad timedelta": [*values[:17], msgpack.ExtType(_codec.TIMEDELTA_CODE, b"\x93\xff"), *values[18:]],
+        "timedelta overflow": [
+            *values[:17],
+            msgpack.ExtType(_codec.TIMEDELTA_CODE, msgpack.packb([10**12, 0, 0])),
+            *values[18:],
+        ],
+        "bad bigint": [*values[:4], msgpack.ExtType(_codec.BIGINT_CODE, b"\xff\xfe"), *values[5:]],
     }
     for name, shape in shapes.items():
-        assert decode_entry(INFO, msgpack.packb(shape, use_bin_type=True), pk_part) is None, name
+        assert decode(INFO, msgpack.packb(shape, use_bin_type=True), pk_part) is None, name
     # msgpack decodes extension -1 (timestamp) itself; a malformed one must still be a miss.
     placeholder = msgpack.packb([*values[:3], msgpack.ExtType(127, b"\x01"), *values[4:]], use_bin_type=True)
     bad_timestamp = placeholder.replace(b"\xd4\x7f\x01", b"\xd4\xff\x01", 1)
     assert bad_timestamp != placeholder
-    assert decode_entry(INFO, bad_timestamp, pk_part) is None
+    assert decode(INFO, bad_timestamp, pk_part) is None
 
 
 def test_lease_is_recognised_without_decoding() -> None:
@@ -383,7 +404,7 @@ def test_lease_is_recognised_without_decoding() -> None:
     assert is_lease(b"\x00")
     assert is_lease(b"\x00anything at all")
     assert new_lease() != lease
-    assert decode_entry(INFO, lease, "1") is None
+    assert decode(INFO, lease, "1") is None
     data, _ = entry_for(INFO, full_row())
     assert not is_lease(data)
     assert not is_lease(b"")
@@ -491,7 +512,7 @@ def test_property_model_rows_round_trip(row: dict[str, Any]) -> None:
 
 
 def assert_miss_or_row(info: ModelInfo, data: bytes, pk_part: str) -> list[Any] | None:
-    values = decode_entry(info, data, pk_part)  # must not raise, whatever the bytes
+    values = decode(info, data, pk_part)  # must not raise, whatever the bytes
     assert values is None or type(values) is list
     if values is not None:
         assert len(values) == len(info.attr_keys)
@@ -563,7 +584,7 @@ def test_property_entry_under_another_key_is_a_miss(row: dict[str, Any], other: 
     _, other_pk_part = entry_for(INFO, other)
     assume(row["id"] != other["id"])
     assert other_pk_part != pk_part
-    assert decode_entry(INFO, entry, other_pk_part) is None
+    assert decode(INFO, entry, other_pk_part) is None
 
 
 @PROPERTY_SETTINGS
@@ -575,7 +596,7 @@ def test_property_composite_keys_never_collide(first: tuple[str, int], second: t
     assert first_part is not None and second_part is not None
     assert (first_part == second_part) == (first == second)
     entry, _ = entry_for(info, {"org": first[0], "user_id": first[1], "role": "r"})
-    assert (decode_entry(info, entry, second_part) is not None) == (first == second)
+    assert (decode(info, entry, second_part) is not None) == (first == second)
 
 
 def test_datetimes_are_stored_compactly() -> None:

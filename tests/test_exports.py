@@ -47,6 +47,8 @@ def test_public_names_are_what_the_spec_says() -> None:
 def test_transport_module_exports() -> None:
     assert sqlmodel_cache.transport.__all__ == [
         "DEFAULT_TIMEOUT",
+        "Answer",
+        "Answers",
         "AsyncTransport",
         "RedisAsyncTransport",
         "RedisSyncTransport",

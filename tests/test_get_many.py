@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 
 from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache._errors import TransportError
-from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
+from sqlmodel_cache.transport import Answer, Answers, RedisAsyncTransport, RedisSyncTransport
 
 from .conftest import SQLCounter
 from .models import Hero, Membership, Plain, Team
@@ -28,21 +28,25 @@ class CountingTransport(RedisSyncTransport):
         super().__init__(client)
         self.calls = []
 
-    def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
+    def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         self.calls.append("lookup")
         return super().lookup(key, lease, lease_ms)
 
-    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def peek_many(self, keys: Sequence[str]) -> Answers:
         self.calls.append("peek_many")
         return super().peek_many(keys)
 
-    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
+    def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+    ) -> Answers:
         self.calls.append("lookup_many")
-        return super().lookup_many(keys, leases, lease_ms)
+        return super().lookup_many(keys, leases, replacing, lease_ms)
 
-    def settle_many(self, settlements: Sequence[tuple[str, bytes, bytes | None, int]]) -> list[bool]:
+    def settle_many(
+        self, settlements: Sequence[tuple[str, bytes, bytes | None, int]], epochs: Sequence[bytes | None]
+    ) -> list[bool]:
         self.calls.append("settle_many")
-        return super().settle_many(settlements)
+        return super().settle_many(settlements, epochs)
 
 
 @pytest.fixture
@@ -250,7 +254,7 @@ class FillsBetweenReadAndLease(CountingTransport):
 
     filler: Any = None
 
-    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
+    def peek_many(self, keys: Sequence[str]) -> Answers:
         values = super().peek_many(keys)
         if self.filler is not None:
             self.filler()
@@ -283,7 +287,9 @@ def test_a_key_filled_between_read_and_lease_is_a_hit(
 
 
 class LeasesFail(CountingTransport):
-    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
+    def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+    ) -> Answers:
         self.calls.append("lookup_many")
         raise TransportError("Redis lookup failed: injected")
 

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from sqlmodel_cache import CachedSession, SQLModelCache
-from sqlmodel_cache.transport import RedisSyncTransport
+from sqlmodel_cache.transport import Answer, RedisSyncTransport
 
 from .entries import row_in
 from .models import Hero
@@ -69,7 +69,7 @@ class SteppedTransport(RedisSyncTransport):
     def role() -> str:
         return threading.current_thread().name
 
-    def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
+    def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         if self.role() != "reader":
             return super().lookup(key, lease, lease_ms)
         self.turns.wait("R1")
@@ -78,12 +78,12 @@ class SteppedTransport(RedisSyncTransport):
         self.turns.wait("R2")  # the SELECT runs when this returns
         return value
 
-    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
+    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int, epoch: bytes | None) -> bool:
         self.turns.done("R2")
         self.turns.wait("R3")
         try:
             if self.honour_leases:
-                return super().settle(key, lease, value, ttl_ms)
+                return super().settle(key, lease, value, ttl_ms, epoch)
             self.client.set(key, value, px=ttl_ms)  # what a cache without leases would do
             return True
         finally:

@@ -7,11 +7,13 @@ can treat any Redis failure as a miss (fail-open).
 
 from ._async import RedisAsyncTransport
 from ._clients import DEFAULT_TIMEOUT
-from ._contract import AsyncTransport, SyncTransport, Transport
+from ._contract import Answer, Answers, AsyncTransport, SyncTransport, Transport
 from ._sync import RedisSyncTransport
 
 __all__ = [
     "DEFAULT_TIMEOUT",
+    "Answer",
+    "Answers",
     "AsyncTransport",
     "RedisAsyncTransport",
     "RedisSyncTransport",

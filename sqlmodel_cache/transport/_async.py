@@ -1,24 +1,37 @@
-"""`RedisAsyncTransport`: owns the asyncio I/O to one Redis server or a Redis Cluster."""
+"""`RedisAsyncTransport`: owns the asyncio I/O to one Redis server (or Sentinel service) or a
+Redis Cluster.
+
+Data commands borrow connections of the application's own pools (so closing its client
+closes everything), connect them in one attempt (a refused connection fails at once, with its
+real cause, instead of retrying until the bound), and never go through the client's command
+machinery: on a cluster that machinery re-reads the layout inside the next command after a
+failure, which would spend every key's bound on one dead master.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
 from typing import Any, ClassVar, TypeVar, cast
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
+import redis.asyncio.connection
 import redis.cluster
-from redis.exceptions import NoScriptError
+from redis.exceptions import ClusterDownError, NoScriptError, ResponseError
 
 from sqlmodel_cache import _lease
+from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
-from ._cluster import queue_lookups, queue_peeks, queue_settlements
+from ._cluster import Router
+from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
+from ._connections import packed, run_id
+from ._contract import Answer, Answers
+from ._guard import REDIRECTS
 
 __all__ = ["RedisAsyncTransport"]
 
@@ -36,28 +49,58 @@ else:  # pragma: no cover - Python 3.10
         return await asyncio.wait_for(awaitable, timeout)
 
 
-def _retrieve(task: asyncio.Future[Any]) -> None:
-    if not task.cancelled():
-        task.exception()  # a late failure is expected here: it was already a miss
+_INFO_SERVER = packed(b"INFO", b"server")
+# The commands of one borrowed connection: fixed, or made once its server lifetime is known.
+Commands = Sequence[bytes] | Callable[[bytes | None], Sequence[bytes]]
+_PLAIN_CONNECT = redis.asyncio.connection.AbstractConnection.connect
 
 
-async def _bounded_uncancelled(awaitable: Awaitable[T], timeout: float) -> T:
-    """As `_bounded`, but a late call runs to its end in the background instead of being
-    cancelled: redis-py's cluster client may be refreshing its slot map inside a call, and
-    cancelling it there leaves the client in a state its next calls cannot trust."""
-    task = asyncio.ensure_future(awaitable)
-    try:
-        return await asyncio.wait_for(asyncio.shield(task), timeout)
-    except BaseException:
-        task.add_done_callback(_retrieve)
-        raise
+async def _exchange(connection: Any, commands: Sequence[bytes]) -> Any:
+    """Send ``commands`` in one write; the one reply, or each reply in turn (an error reply in
+    its place, so that one key's error is only that key's)."""
+    await connection.send_packed_command(b"".join(commands), check_health=False)
+    if len(commands) == 1:
+        return await connection.read_response()
+    replies: list[Any] = []
+    for _ in commands:
+        try:
+            replies.append(await connection.read_response())
+        except ResponseError as error:
+            replies.append(error)
+    lost_script = next((reply for reply in replies if isinstance(reply, NoScriptError)), None)
+    if lost_script is not None:
+        raise lost_script  # every reply was read: the caller loads the scripts and sends again
+    return replies
+
+
+async def _ready(connection: Any) -> bytes | None:
+    """Connect ``connection`` if need be, in one attempt, and return its server lifetime,
+    learnt once per connection (a reconnect, by this library or the application, is a new
+    writer, and is asked again)."""
+    if connection._writer is None:
+        if type(connection).connect is _PLAIN_CONNECT and hasattr(connection, "connect_check_health"):
+            await connection.connect_check_health(retry_socket_connect=False)
+        else:  # a Sentinel-managed connection finds its master in its own connect()
+            await connection.connect()
+    writer = connection._writer
+    known = getattr(connection, "_sqlmodel_cache_epoch", None)
+    if known is None or known[0] is not writer:
+        await connection.send_packed_command(_INFO_SERVER, check_health=False)
+        try:
+            info = await connection.read_response()
+        except ResponseError as error:
+            info = error
+        known = connection._sqlmodel_cache_epoch = (writer, run_id(info))
+    epoch: bytes | None = known[1]
+    return epoch
 
 
 class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]):
-    """The transport for `AsyncCachedSession`: wraps ``redis.asyncio.Redis`` or its cluster client.
+    """The transport for `AsyncCachedSession`: wraps ``redis.asyncio.Redis`` (a Sentinel-managed
+    one too) or ``redis.asyncio.cluster.RedisCluster``.
 
-    Every call is cancelled after ``timeout`` seconds (redis-py drops a connection whose
-    reply was interrupted); the breaker works as for `RedisSyncTransport`.
+    Every call is cancelled after ``timeout`` seconds (its connection is dropped, since its
+    reply may be half read); the breaker works as for `RedisSyncTransport`.
     """
 
     is_async: ClassVar[bool] = True
@@ -68,76 +111,161 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
 
     def _start(self) -> Any:
         client = self.client
-        self._cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self._bound = _bounded_uncancelled if self._cluster else _bounded
-        self._shas = {source: client.register_script(source).sha for source in _lease.SCRIPTS}
-        return client if self._cluster else None
+        self._router: Router | None = None
+        self._refreshes: set[asyncio.Task[None]] = set()
+        if isinstance(client, redis.asyncio.cluster.RedisCluster):
+            self._router = Router(client, self._refresh_in_background)
+        self._scripts = Scripts(lambda source: client.register_script(source).sha.encode())
+        return self._router
 
-    async def _evalsha(self, source: str, arguments: Sequence[Any]) -> Any:
-        """EVALSHA of ``source``, loading the script where the server lost it."""
-        command = ("EVALSHA", self._shas[source], *arguments)
+    def _refresh_in_background(self) -> None:
+        router = self._router
+        assert router is not None
+        nodes_manager = cast(Any, self.client).nodes_manager
+
+        async def refresh() -> None:
+            try:
+                await nodes_manager.initialize()
+            except Exception:  # the next failure asks again
+                pass
+            finally:
+                router.refreshed()
+
+        task = asyncio.get_running_loop().create_task(refresh())
+        self._refreshes.add(task)
+        task.add_done_callback(self._refreshes.discard)
+
+    async def _send(self, node: Any, commands: Commands, sources: Sequence[str] = ()) -> tuple[Any, bytes | None]:
+        """``commands`` on a borrowed connection to the server (or ``node``), in one write;
+        their replies (the one reply, if one was sent) and the server lifetime that gave them.
+        ``commands`` may be a function of that lifetime, known before anything is sent."""
+        if self._router is None:
+            pool = cast(Any, self.client).connection_pool
+            connection = pool.get_available_connection()
+        elif node is None:
+            raise ClusterDownError("the cluster's layout is not known yet")
+        else:
+            connection = node.acquire_connection()
         try:
-            return await self.client.execute_command(*command)
-        except NoScriptError:  # a restarted or flushed server: load the script once more
-            await self.client.script_load(source)
-            return await self.client.execute_command(*command)
-
-    async def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
-        """Commands queued on a cluster pipeline: one round trip per node."""
-        pipe = self.client.pipeline(transaction=False)
-        queue(pipe)
-        results: list[Any] = await pipe.execute()
-        return results
-
-    async def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
-        _, *arguments = _lease.lookup_command(key.encode(), lease, lease_ms)
-        with self._guard.call("lookup", key):
-            return cast(
-                "bytes | None",
-                await self._bound(self.client.execute_command("SET", *arguments, get=True), self.timeout),
-            )
-
-    async def peek(self, key: str) -> bytes | None:
-        with self._guard.call("lookup", key):
-            return cast("bytes | None", await self._bound(self.client.get(key), self.timeout))
-
-    async def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
-        arguments = _lease.settle_arguments(key.encode(), lease, value, ttl_ms)
-        with self._guard.call("fill", key):
-            return bool(await self._bound(self._evalsha(_lease.SETTLE, arguments), self.timeout))
-
-    async def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        with self._guard.call("lookup"):
-            if self._cluster:
-                return await self._bound(self._pipelined(partial(queue_peeks, keys=keys)), self.timeout)
-            return cast("list[bytes | None]", await self._bound(self.client.mget(keys), self.timeout))
-
-    async def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
-        with self._guard.call("lookup"):
-            if self._cluster:
-                queue = partial(queue_lookups, keys=keys, leases=leases, lease_ms=lease_ms)
-                return await self._bound(self._pipelined(queue), self.timeout)
-            arguments = _lease.lease_many_arguments(keys, leases, lease_ms)
-            return cast(
-                "list[bytes | None]", await self._bound(self._evalsha(_lease.LEASE_MANY, arguments), self.timeout)
-            )
-
-    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
-        with self._guard.call("fill"):
-            if self._cluster:
-                results = await self._bound(
-                    self._pipelined(partial(queue_settlements, settlements=settlements)), self.timeout
-                )
+            epoch = await _ready(connection)
+            if callable(commands):
+                commands = commands(epoch)
+            try:
+                replies = await _exchange(connection, commands)
+            except NoScriptError:  # a server that lost the scripts: load them there, once
+                for source in sources:
+                    await _exchange(connection, [Scripts.load(source)])
+                replies = await _exchange(connection, commands)
+        except ResponseError as error:
+            if isinstance(error, REDIRECTS) and self._router is not None:
+                self._router.stale()
+            raise
+        except BaseException:
+            await connection.disconnect(nowait=True)  # the reply may be half read
+            raise
+        finally:
+            if self._router is None:
+                await pool.release(connection)
             else:
-                arguments = _lease.settle_many_arguments(settlements)
-                results = await self._bound(self._evalsha(_lease.SETTLE_MANY, arguments), self.timeout)
-        return [bool(result) for result in results]
+                node.release(connection)
+        return replies, epoch
+
+    async def _one(self, operation: str, key: str, commands: Commands, source: str | None = None) -> Answer:
+        with self._guard.call(operation, key) as call:
+            value, epoch = await _bounded(self._send(call.node, commands, (source,) if source else ()), self.timeout)
+            return Answer(value, epoch)
+
+    async def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
+        return await self._one("lookup", key, [packed(*_lease.lookup_command(key.encode(), lease, lease_ms))])
+
+    async def lease_over(self, key: str, found: bytes, lease: bytes, lease_ms: int) -> Answer:
+        return await self._one("lookup", key, [self._scripts.lookup(key, lease, found, lease_ms)], _lease.LEASE_OVER)
+
+    async def peek(self, key: str) -> Answer:
+        return await self._one("lookup", key, [packed(b"GET", key.encode())])
+
+    async def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int, epoch: bytes | None) -> bool:
+        # A lease of another server lifetime than the connection's authorizes nothing but its
+        # own removal; a connection cannot outlive its server, so its lifetime is the one that
+        # runs the script.
+        def commands(lifetime: bytes | None) -> list[bytes]:
+            return [self._scripts.settle(*publishable((key, lease, value, ttl_ms), epoch, lifetime))]
+
+        held, lifetime = await self._one("fill", key, commands, _lease.SETTLE)
+        return bool(held) and value is not None and lifetime == epoch
+
+    async def _share(self, kind: str, node: Any, positions: list[int], keys: Sequence[str], arguments: Any) -> Any:
+        """One master's share of a multi-key call, in one round trip: its replies, or its failure."""
+        try:
+            with self._guard.call(OPERATION_OF[kind], keys[positions[0]]):
+
+                def commands(lifetime: bytes | None) -> list[bytes]:
+                    return key_commands(kind, self._scripts, positions, (keys, *arguments), lifetime)
+
+                replies, epoch = await _bounded(self._send(node, commands, _lease.SCRIPTS), self.timeout)
+                return positions, replies if len(positions) > 1 else [replies], epoch
+        except TransportError as exc:
+            return exc
+
+    async def _per_node(self, kind: str, keys: Sequence[str], *arguments: Any) -> Answers:
+        """A multi-key call on a cluster: each master's share at once; a master that fails
+        costs only its own keys."""
+        assert self._router is not None
+        values: list[Any] = [None] * len(keys)
+        epochs: list[bytes | None] = [None] * len(keys)
+        failure: TransportError | None = None
+        groups = self._router.group(keys).items()
+        for outcome in await asyncio.gather(*(self._share(kind, n, p, keys, arguments) for n, p in groups)):
+            if isinstance(outcome, TransportError):
+                failure = failure or outcome
+            else:
+                positions, replies, epoch = outcome
+                if place(positions, replies, epoch, values, epochs):
+                    self._router.stale()
+        return Answers(values, epochs, failure)
+
+    async def _many(self, operation: str, commands: Commands, count: int, source: str | None = None) -> Answers:
+        """A multi-key call on one server: one command."""
+        with self._guard.call(operation):
+            values, epoch = await _bounded(self._send(None, commands, (source,) if source else ()), self.timeout)
+            return Answers(values, [epoch] * count)
+
+    async def peek_many(self, keys: Sequence[str]) -> Answers:
+        if self._router is not None:
+            return await self._per_node("peek", keys)
+        return await self._many("lookup", [packed(b"MGET", *(key.encode() for key in keys))], len(keys))
+
+    async def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+    ) -> Answers:
+        if self._router is not None:
+            return await self._per_node("lookup", keys, leases, replacing, lease_ms)
+        arguments = _lease.lease_many_arguments(keys, leases, replacing, lease_ms)
+        return await self._many(
+            "lookup", [self._scripts.call(_lease.LEASE_MANY, arguments)], len(keys), _lease.LEASE_MANY
+        )
+
+    async def settle_many(self, settlements: Sequence[Settlement], epochs: Sequence[bytes | None]) -> list[bool]:
+        if self._router is not None:
+            answers = await self._per_node("settle", [key for key, _, _, _ in settlements], settlements, epochs)
+        else:
+
+            def commands(lifetime: bytes | None) -> list[bytes]:
+                kept = [publishable(s, epoch, lifetime) for s, epoch in zip(settlements, epochs, strict=True)]
+                return [self._scripts.call(_lease.SETTLE_MANY, _lease.settle_many_arguments(kept))]
+
+            answers = await self._many("fill", commands, len(settlements), _lease.SETTLE_MANY)
+        return published(settlements, answers, epochs)
 
     async def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
-        with self._guard.call("delete"):
-            await self._bound(self.client.delete(*keys), self.timeout)
+        if self._router is None:
+            await self._many("delete", [packed(b"DEL", *(key.encode() for key in keys))], 0)
+            return
+        answers = await self._per_node("delete", keys)
+        if answers.failure is not None:
+            raise answers.failure  # kept whole: deleting a key twice is harmless, missing one is not
 
     async def purge(self, pattern: str) -> None:
         with self._guard.call("purge"):
@@ -145,7 +273,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             async for key in self.client.scan_iter(match=pattern, count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
-                    await self._bound(self.client.unlink(*batch), self.timeout)
+                    await _bounded(self.client.unlink(*batch), self.timeout)
                     batch.clear()
             if batch:
-                await self._bound(self.client.unlink(*batch), self.timeout)
+                await _bounded(self.client.unlink(*batch), self.timeout)

@@ -1,16 +1,23 @@
 """Client copies: owns the checks of a client the application hands over, and the bounded
-copy a transport makes of it (same server and credentials, short timeouts, no retries).
+copies a transport makes of it: the same server (or Sentinel service, or cluster) and
+credentials, short timeouts, no retries.
 
 The application's client keeps its own settings; a retry or a long socket timeout would be
-a wait the cache must not add to a request.
+a wait the cache must not add to a request. A Sentinel-managed client is copied with a
+Sentinel manager of its own whose queries to the sentinels are bounded too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Final
 
 import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.cluster
+import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -20,10 +27,13 @@ __all__ = [
     "DEFAULT_COOLDOWN",
     "DEFAULT_FAILURE_THRESHOLD",
     "DEFAULT_TIMEOUT",
+    "bounded_async_client",
     "bounded_client",
     "bounded_cluster_client",
+    "bounded_kwargs",
     "check_binary_client",
     "check_settings",
+    "connection_factory",
 ]
 
 # Well under a database round trip on a LAN: a slow Redis must not be slower than no Redis.
@@ -31,10 +41,13 @@ DEFAULT_TIMEOUT: Final = 0.1
 DEFAULT_FAILURE_THRESHOLD: Final = 5
 DEFAULT_COOLDOWN: Final = 2.0
 
-# Pool settings that belong to one pool instance and must not be copied to another.
-_POOL_PRIVATE_KWARGS: Final = ("maint_notifications_pool_handler",)
-# Connection settings that belong to one cluster client and must not be copied to another.
-_CLUSTER_PRIVATE_KWARGS: Final = ("redis_connect_func", "oss_cluster_maint_notifications_handler")
+# Settings that belong to one pool or client instance and must not be copied to another.
+_PRIVATE_KWARGS: Final = (
+    "maint_notifications_pool_handler",
+    "redis_connect_func",
+    "oss_cluster_maint_notifications_handler",
+    "connection_pool",
+)
 
 
 def check_settings(timeout: float, failure_threshold: int, cooldown: float, transport: str) -> None:
@@ -56,33 +69,75 @@ def check_binary_client(client: Any, transport: str) -> None:
         )
 
 
-def bounded_client(client: redis.Redis, timeout: float) -> redis.Redis:
-    """A client on the same server as ``client`` whose every call ends within ``timeout``:
-    half the bound each for connecting and for the reply, and no retries."""
-    pool = client.connection_pool
-    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _POOL_PRIVATE_KWARGS}
-    kwargs.update(
-        socket_timeout=timeout / 2,
-        socket_connect_timeout=timeout / 2,
-        retry=Retry(NoBackoff(), 0),
+def bounded_kwargs(kwargs: dict[str, Any], timeout: float, *, asynchronous: bool) -> dict[str, Any]:
+    """Connection settings like ``kwargs``, but every wait within ``timeout`` and no retries.
+
+    Sync connections get half the bound for connecting and for a reply; asyncio calls are
+    bounded as a whole by the transport, so their connections wait on no timer of their own
+    (a timer per read costs more than the read).
+    """
+    bounded = {k: v for k, v in kwargs.items() if k not in _PRIVATE_KWARGS and not k.startswith("orig_")}
+    retry_class = redis.asyncio.retry.Retry if asynchronous else Retry
+    bounded.update(
+        socket_timeout=None if asynchronous else timeout / 2,
+        socket_connect_timeout=timeout if asynchronous else timeout / 2,
+        retry=retry_class(NoBackoff(), 0),
         retry_on_timeout=False,
         retry_on_error=[],
     )
-    bounded_pool = type(pool)(connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs)
-    return redis.Redis(connection_pool=bounded_pool)
+    return bounded
+
+
+def connection_factory(connection_class: type, kwargs: dict[str, Any]) -> Callable[[], Any]:
+    """New connections of ``connection_class`` with ``kwargs`` (made as the pool would make them)."""
+    return lambda: connection_class(**kwargs)
+
+
+def _bounded_sentinels(manager: Any, timeout: float, asynchronous: bool) -> Any:
+    """A Sentinel manager like ``manager`` whose queries to the sentinels end within ``timeout``."""
+    addresses = []
+    sentinel_kwargs: dict[str, Any] = {}
+    for sentinel in manager.sentinels:
+        kwargs = sentinel.connection_pool.connection_kwargs
+        addresses.append((kwargs["host"], kwargs["port"]))
+        sentinel_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port")}
+    return type(manager)(
+        addresses,
+        min_other_sentinels=manager.min_other_sentinels,
+        sentinel_kwargs=bounded_kwargs(sentinel_kwargs, timeout, asynchronous=asynchronous),
+        **manager.connection_kwargs,
+    )
+
+
+def _bounded_pool(pool: Any, timeout: float, asynchronous: bool) -> Any:
+    kwargs = bounded_kwargs(pool.connection_kwargs, timeout, asynchronous=asynchronous)
+    if isinstance(pool, (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool)):
+        # Its constructor takes the service and the manager, and builds its own proxy.
+        return type(pool)(
+            pool.service_name,
+            _bounded_sentinels(pool.sentinel_manager, timeout, asynchronous),
+            is_master=pool.is_master,
+            check_connection=pool.check_connection,
+            connection_class=pool.connection_class,
+            **kwargs,
+        )
+    return type(pool)(connection_class=pool.connection_class, max_connections=pool.max_connections, **kwargs)
+
+
+def bounded_client(client: redis.Redis, timeout: float) -> redis.Redis:
+    """A client on the same server (or Sentinel service) as ``client``, bounded."""
+    return redis.Redis(connection_pool=_bounded_pool(client.connection_pool, timeout, asynchronous=False))
+
+
+def bounded_async_client(client: redis.asyncio.Redis, timeout: float) -> redis.asyncio.Redis:
+    """The asyncio twin of `bounded_client`."""
+    return redis.asyncio.Redis(connection_pool=_bounded_pool(client.connection_pool, timeout, asynchronous=True))
 
 
 def bounded_cluster_client(client: redis.cluster.RedisCluster, timeout: float) -> redis.cluster.RedisCluster:
     """As `bounded_client`, for a cluster: same nodes and credentials, short timeouts, no retries."""
-    kwargs = {
-        k: v
-        for k, v in client.nodes_manager.connection_kwargs.items()
-        if k not in _CLUSTER_PRIVATE_KWARGS and not k.startswith(("maint_notifications", "orig_"))
-    }
-    kwargs.update(
-        socket_timeout=timeout / 2,
-        socket_connect_timeout=timeout / 2,
-        retry=Retry(NoBackoff(), 0),
-    )
+    kwargs = bounded_kwargs(client.nodes_manager.connection_kwargs, timeout, asynchronous=False)
+    for key in ("retry_on_timeout", "retry_on_error"):
+        kwargs.pop(key, None)
     startup = [redis.cluster.ClusterNode(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]  # type: ignore[no-untyped-call]
     return redis.cluster.RedisCluster(startup_nodes=startup, **kwargs)

@@ -1,9 +1,16 @@
-"""Per-thread connections: owns the hot path's own sockets and their life across forks.
+"""Connections: owns the sockets every data command goes over, and which Redis server
+lifetime each one talks to.
 
-Taking a connection from the pool and giving it back costs more than the round trip's own
-client work; a thread's own connection costs nothing. Commands on it are pre-packed in C
-by hiredis. A forked child never uses its parent's sockets: each fork starts a new
-generation.
+A connection learns its server's ``run_id`` (``INFO server``) each time it connects: a
+restarted server, a promoted replica or a restore from a backup is another lifetime, and
+every answer is reported with the lifetime that gave it, so an entry is served only by the
+lifetime that stored it. A TCP connection cannot outlive its server process, so the
+lifetime learned at connect time holds for every reply on it.
+
+The sync transport keeps one connection per thread (taking one from a pool and giving it
+back costs more than the round trip's own client work); the asyncio one borrows from the
+application's pools (`_async`). Commands are pre-packed in C by hiredis. A forked child never
+uses its parent's sockets.
 """
 
 from __future__ import annotations
@@ -11,17 +18,129 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, Final
 
 from hiredis import pack_command
 from redis.exceptions import ResponseError
 
-__all__ = ["ThreadConnections", "packed"]
+from sqlmodel_cache._stats import logger
+
+__all__ = ["UNKNOWN_LIFETIME", "Link", "ThreadConnections", "packed", "run_id"]
+
+# A connection factory: a redis-py connection class with its keyword arguments, bound.
+Factory = Callable[[], Any]
 
 
-def packed(*parts: bytes) -> list[bytes]:
+def packed(*parts: bytes) -> bytes:
     """A command in RESP, as ``Connection.send_packed_command`` takes it."""
-    return [pack_command(parts)]  # type: ignore[arg-type]  # the stub says a 1-tuple; any length is packed
+    command: bytes = pack_command(parts)  # type: ignore[arg-type]  # the stub says a 1-tuple; any length is packed
+    return command
+
+
+_INFO_SERVER = packed(b"INFO", b"server")
+
+
+# The lifetime of a server that does not say which it is (``INFO`` refused or unknown): its
+# entries are served by any connection that cannot tell either, so the cache keeps working,
+# without the protection against restarts, failovers and restores; a WARNING says so.
+UNKNOWN_LIFETIME: Final = b""
+_refused_info_told = False
+
+
+def run_id(info: Any) -> bytes:
+    """The server lifetime in an ``INFO server`` reply: 8 bytes of its ``run_id``."""
+    global _refused_info_told
+    if isinstance(info, ResponseError):
+        if not _refused_info_told:
+            _refused_info_told = True
+            logger.warning(
+                "Redis refused INFO (%s): cached rows cannot be tied to the server's lifetime, so after a "
+                "restart from persistence, a failover or a restore, an evicted row may be served until its "
+                "TTL ends; allow the INFO command (ACL: +info)",
+                info,
+            )
+        return UNKNOWN_LIFETIME
+    text = info if isinstance(info, bytes) else str(info).encode()
+    at = text.find(b"run_id:")
+    try:
+        return bytes.fromhex(text[at + 7 : at + 23].decode()) if at >= 0 else UNKNOWN_LIFETIME
+    except ValueError:
+        return UNKNOWN_LIFETIME
+
+
+def _info_reply(read: Any) -> Any:
+    try:
+        return read()
+    except ResponseError as error:
+        return error
+
+
+class Link:
+    """One connection and the server lifetime it talks to (``None`` until it has connected)."""
+
+    __slots__ = ("connection", "epoch")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.epoch: bytes | None = None
+
+    # Blocking I/O --------------------------------------------------------------------------
+
+    def ensure(self) -> None:
+        """Connected, and knowing whom to: (re)connect and learn the lifetime first if need be."""
+        connection = self.connection
+        if connection._sock is None:
+            self.epoch = None
+            connection.connect()
+            connection.send_packed_command([_INFO_SERVER], check_health=False)
+            self.epoch = run_id(_info_reply(connection.read_response))
+
+    def call(self, command: bytes) -> Any:
+        """Send one packed command and read its reply."""
+        self.ensure()
+        connection = self.connection
+        try:
+            connection.send_packed_command([command], check_health=False)
+            return connection.read_response()
+        except ResponseError:
+            raise  # an error reply, read whole: the connection is fine
+        except BaseException:
+            self.close()  # the reply may be half read: reconnect next time
+            raise
+
+    def send(self, commands: Sequence[bytes]) -> None:
+        """Send packed commands in one write; `receive` reads their replies."""
+        self.ensure()
+        try:
+            self.connection.send_packed_command([b"".join(commands)], check_health=False)
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self, count: int) -> list[Any]:
+        """The replies of the ``count`` commands sent last; an error reply is returned in its
+        place (a `ResponseError`), so that one key's error is only that key's."""
+        connection = self.connection
+        replies: list[Any] = []
+        try:
+            for _ in range(count):
+                try:
+                    replies.append(connection.read_response())
+                except ResponseError as error:
+                    replies.append(error)
+        except BaseException:
+            self.close()
+            raise
+        return replies
+
+    def pipeline(self, commands: Sequence[bytes]) -> list[Any]:
+        self.send(commands)
+        return self.receive(len(commands))
+
+    def close(self) -> None:
+        self.epoch = None
+        self.connection.disconnect()
 
 
 _fork_generation = 0
@@ -36,32 +155,22 @@ os.register_at_fork(after_in_child=_after_fork)
 
 
 class ThreadConnections:
-    """One connection per thread, made by ``pool``; ``call`` sends one packed command on it."""
+    """One `Link` per thread, made by ``factory``."""
 
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
+    def __init__(self, factory: Factory) -> None:
+        self._factory = factory
         self._local = threading.local()
         self._all: weakref.WeakSet[Any] = weakref.WeakSet()
 
-    def get(self) -> Any:
+    def get(self) -> Link:
         local = self._local
         if getattr(local, "generation", -1) == _fork_generation:
-            return local.connection
-        connection = self._pool.make_connection()
-        local.connection, local.generation = connection, _fork_generation
+            link: Link = local.link
+            return link
+        connection = self._factory()
+        local.link, local.generation = Link(connection), _fork_generation
         self._all.add(connection)
-        return connection
-
-    def call(self, command: list[bytes]) -> Any:
-        connection = self.get()
-        try:
-            connection.send_packed_command(command)
-            return connection.read_response()
-        except ResponseError:
-            raise  # an error reply, read whole: the connection is fine
-        except BaseException:
-            connection.disconnect()  # the reply may be half read: reconnect next time
-            raise
+        return local.link  # type: ignore[no-any-return]
 
     def close(self) -> None:
         for connection in list(self._all):

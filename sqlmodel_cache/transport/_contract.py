@@ -1,18 +1,38 @@
 """The transport contract: owns what the sessions may ask of Redis, as typed protocols.
 
 Transports move bytes and nothing else: the sessions decide what to cache, and the lease
-protocol (`sqlmodel_cache._lease`) decides what the commands say. Every method raises
-`TransportError` (never a client error) when Redis cannot serve it, within the bound.
+protocol (`sqlmodel_cache._lease`) decides what the commands say. Every answer comes with
+the server lifetime (epoch) of the connection that gave it, so that an entry is served only
+by the lifetime that stored it, and a lease of one lifetime never fills in another. A
+single-key method raises `TransportError` (never a client error) when Redis cannot serve it,
+within the bound; a multi-key one answers for the keys it could and says which it could not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 
+from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._lease import Settlement
 
-__all__ = ["AsyncTransport", "SyncTransport", "Transport"]
+__all__ = ["Answer", "Answers", "AsyncTransport", "SyncTransport", "Transport"]
+
+
+class Answer(NamedTuple):
+    """What one key held, and the server lifetime that said so."""
+
+    value: bytes | None
+    epoch: bytes | None
+
+
+class Answers(NamedTuple):
+    """What many keys held, each with the lifetime that said so (``None``: no answer for that
+    key, its node failed), and the first failure among the nodes that did not answer."""
+
+    values: list[Any]
+    epochs: list[bytes | None]
+    failure: TransportError | None = None
 
 
 class Transport(Protocol):
@@ -29,21 +49,27 @@ class Transport(Protocol):
 
 
 class SyncTransport(Transport, Protocol):
-    def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
-        """The value at ``key``; if there is none, take the lease there and return ``None``."""
+    def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
+        """The value at ``key``; if there is none, take the lease there and answer ``None``."""
 
-    def peek(self, key: str) -> bytes | None:
+    def lease_over(self, key: str, found: bytes, lease: bytes, lease_ms: int) -> Answer:
+        """Take the lease at ``key`` if it still holds ``found``; answers what it held."""
+
+    def peek(self, key: str) -> Answer:
         """The value at ``key``, taking no lease: for readers that will not fill."""
 
-    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
-        """If ``key`` still holds ``lease``: store ``value`` there, or with ``None`` delete the
-        key; ``False`` if the lease was lost."""
+    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int, epoch: bytes | None) -> bool:
+        """If ``key`` still holds ``lease``: store ``value`` there (only in the lifetime
+        ``epoch`` the lease was taken in), or with ``None`` delete the key; ``False`` if not."""
 
-    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    def peek_many(self, keys: Sequence[str]) -> Answers: ...
 
-    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]: ...
+    def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+    ) -> Answers:
+        """`lookup` for many keys; where ``replacing`` names a value, `lease_over` it instead."""
 
-    def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]: ...
+    def settle_many(self, settlements: Sequence[Settlement], epochs: Sequence[bytes | None]) -> list[bool]: ...
 
     def delete_many(self, keys: Sequence[str]) -> None: ...
 
@@ -54,17 +80,21 @@ class SyncTransport(Transport, Protocol):
 
 
 class AsyncTransport(Transport, Protocol):
-    async def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None: ...
+    async def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer: ...
 
-    async def peek(self, key: str) -> bytes | None: ...
+    async def lease_over(self, key: str, found: bytes, lease: bytes, lease_ms: int) -> Answer: ...
 
-    async def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool: ...
+    async def peek(self, key: str) -> Answer: ...
 
-    async def peek_many(self, keys: Sequence[str]) -> list[bytes | None]: ...
+    async def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int, epoch: bytes | None) -> bool: ...
 
-    async def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]: ...
+    async def peek_many(self, keys: Sequence[str]) -> Answers: ...
 
-    async def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]: ...
+    async def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+    ) -> Answers: ...
+
+    async def settle_many(self, settlements: Sequence[Settlement], epochs: Sequence[bytes | None]) -> list[bool]: ...
 
     async def delete_many(self, keys: Sequence[str]) -> None: ...
 

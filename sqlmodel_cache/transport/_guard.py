@@ -13,18 +13,30 @@ import asyncio
 from types import TracebackType
 from typing import Any, Final
 
-from redis.crc import key_slot
-from redis.exceptions import RedisError
+from redis.exceptions import AskError, ClusterDownError, MovedError, RedisError, TryAgainError
 
 from sqlmodel_cache._errors import CircuitOpen, TransportError
 
 from ._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
-__all__ = ["Guard", "GuardedCall"]
+__all__ = ["CLIENT_FAILURES", "REDIRECTS", "Guard", "GuardedCall"]
 
 # What a Redis client raises when Redis cannot serve a call (asyncio.TimeoutError is the
 # builtin TimeoutError only from Python 3.11 on).
 CLIENT_FAILURES: Final = (RedisError, TimeoutError, asyncio.TimeoutError, OSError)
+
+
+# Replies that say the key is served elsewhere now: the layout changed, the node is fine.
+REDIRECTS: Final = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+def _describe(error: BaseException) -> str:
+    """The error and its cause: a bare ``TimeoutError`` says nothing of what timed out."""
+    text = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    cause = error.__cause__ or error.__context__
+    if isinstance(error, TimeoutError) and not str(error):
+        text += f" (no answer within the transport's timeout{f'; {cause!r}' if cause else ''})"
+    return text
 
 
 class GuardedCall:
@@ -47,16 +59,17 @@ class GuardedCall:
         if error is None:
             self.breaker.success()
         elif isinstance(error, CLIENT_FAILURES):
-            self.breaker.failure()
-            raise TransportError(f"Redis {self.operation} failed: {type(error).__name__}: {error}") from error
+            if not isinstance(error, REDIRECTS):  # a moved slot is the layout's news, not a failure
+                self.breaker.failure()
+            raise TransportError(f"Redis {self.operation} failed: {_describe(error)}") from error
 
 
 class Guard:
     """The breakers of one transport and the error mapping of its calls."""
 
-    def __init__(self, failure_threshold: int, cooldown: float, cluster_client: Any = None) -> None:
+    def __init__(self, failure_threshold: int, cooldown: float, router: Any = None) -> None:
         self.breaker = CircuitBreaker(failure_threshold, cooldown)
-        self._cluster_client = cluster_client
+        self._router = router
         self._node_breakers: dict[str, CircuitBreaker] = {}
 
     def call(self, operation: str, key: str | None = None) -> GuardedCall:
@@ -68,19 +81,11 @@ class Guard:
         return GuardedCall(breaker, node, operation)
 
     def node_of(self, key: str) -> Any:
-        """The cluster node that serves ``key`` (``None`` on one server, or while unknown)."""
-        cluster = self._cluster_client
-        if cluster is None:
-            return None
-        try:
-            # The slot's primary, read as ``get_node_from_slot`` reads it, without its lock and
-            # argument checks (a dict read is atomic); the slot of the bytes we send.
-            return cluster.nodes_manager.slots_cache[key_slot(key.encode())][0]
-        except Exception:  # topology being refreshed
-            return None
+        """The cluster master that serves ``key`` (``None`` on one server, or while unknown)."""
+        return self._router.node_of(key) if self._router is not None else None
 
     def _breaker_for(self, key: str | None, node: Any) -> CircuitBreaker:
-        if self._cluster_client is None or key is None:
+        if self._router is None or key is None:
             return self.breaker
         # An unknown node gets a breaker of its own: its failures never stop the calls to
         # the nodes that answer.

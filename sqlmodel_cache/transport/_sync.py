@@ -1,32 +1,36 @@
-"""`RedisSyncTransport`: owns the blocking I/O to one Redis server or a Redis Cluster."""
+"""`RedisSyncTransport`: owns the blocking I/O to one Redis server (or Sentinel service) or a
+Redis Cluster."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from functools import partial
-from typing import Any, ClassVar, cast
+import threading
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
-from redis.exceptions import AskError, ClusterDownError, MovedError, NoScriptError, TryAgainError
+from redis.exceptions import ClusterDownError, NoScriptError
 
 from sqlmodel_cache import _lease
+from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
-from ._clients import bounded_client, bounded_cluster_client
-from ._cluster import queue_lookups, queue_peeks, queue_settlements
-from ._connections import ThreadConnections, packed
+from ._clients import bounded_client, bounded_cluster_client, connection_factory
+from ._cluster import Router
+from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
+from ._connections import Link, ThreadConnections, packed
+from ._contract import Answer, Answers
+from ._guard import REDIRECTS
 
 __all__ = ["RedisSyncTransport"]
 
-_SLOT_MOVED = (MovedError, AskError, TryAgainError, ClusterDownError)
-
 
 class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisCluster"]):
-    """The transport for `CachedSession`: wraps ``redis.Redis`` or ``redis.cluster.RedisCluster``.
+    """The transport for `CachedSession`: wraps ``redis.Redis`` (a Sentinel-managed one too)
+    or ``redis.cluster.RedisCluster``.
 
     ``timeout`` bounds every call (whatever the client's own timeouts); after
     ``failure_threshold`` consecutive failures Redis is left alone for ``cooldown`` seconds.
@@ -39,116 +43,167 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
     _other_transport = "RedisAsyncTransport"
 
     def _start(self) -> Any:
-        # On a single server the hot calls skip the client's command machinery and use a
-        # connection of their own thread, made by the pool this transport owns; on a
-        # cluster, one of the key's node while that node is healthy.
-        client, routing = self.client, None
+        # Data commands go over connections of this transport's own, one per thread: to the
+        # server, or to each cluster master. The bounded copy of the client serves the rest
+        # (the purge's SCAN, the cluster's layout).
+        client = self.client
+        self._router: Router | None = None
+        self._server: ThreadConnections | None = None
+        self._nodes: dict[str, ThreadConnections] = {}
         self._redis: Any
-        self._connections: ThreadConnections | None = None
         if isinstance(client, redis.cluster.RedisCluster):
-            self._redis = routing = bounded_cluster_client(client, self.timeout)
+            self._redis = bounded_cluster_client(client, self.timeout)
+            self._router = Router(self._redis, self._refresh_in_background)
         else:
             self._redis = bounded_client(client, self.timeout)
-            self._connections = ThreadConnections(self._redis.connection_pool)
-        self._node_connections: dict[str, ThreadConnections] = {}
-        self._settle_script = self._redis.register_script(_lease.SETTLE)
-        self._shas = {source: self._redis.register_script(source).sha.encode() for source in _lease.SCRIPTS}
-        return routing
+            pool = self._redis.connection_pool
+            self._server = ThreadConnections(connection_factory(pool.connection_class, pool.connection_kwargs))
+        self._scripts = Scripts(lambda source: self._redis.register_script(source).sha.encode())
+        return self._router
 
-    def _node_connections_for(self, node: Any, healthy: bool) -> ThreadConnections | None:
-        """On a cluster, the thread connections of the key's node, while that node is healthy.
+    def _refresh_in_background(self) -> None:
+        assert self._router is not None
+        router, nodes_manager = self._router, self._redis.nodes_manager
 
-        After any failure the cluster client's own path is used until a call succeeds
-        again: it follows failovers and refreshes the slot map, which this path does not.
-        """
-        if node is None or not healthy:
-            return None
-        connections = self._node_connections.get(node.name)
-        if connections is None and node.redis_connection is not None:
-            connections = self._node_connections.setdefault(
-                node.name, ThreadConnections(node.redis_connection.connection_pool)
-            )
-        return connections
-
-    def _single_key(self, operation: str, key: str, command: list[bytes], through_client: Callable[[], Any]) -> Any:
-        """One pre-packed single-key command on this thread's connection (to the server, or
-        to the key's node); else, and when a script must be loaded or a slot moved,
-        ``through_client()``, the client's own machinery."""
-        with self._guard.call(operation, key) as call:
-            connections = self._connections or self._node_connections_for(call.node, call.breaker.healthy)
-            if connections is None:
-                return through_client()
+        def refresh() -> None:
             try:
-                return connections.call(command)
-            except (NoScriptError, *_SLOT_MOVED):
-                return through_client()
+                nodes_manager.initialize()
+            except Exception:  # the next failure asks again
+                pass
+            finally:
+                router.refreshed()
 
-    def lookup(self, key: str, lease: bytes, lease_ms: int) -> bytes | None:
-        command = _lease.lookup_command(key.encode(), lease, lease_ms)
-        # The client's own path wants a str command name: it routes and parses by it.
-        through_client = partial(self._redis.execute_command, "SET", *command[1:], get=True)
-        return cast("bytes | None", self._single_key("lookup", key, packed(*command), through_client))
+        threading.Thread(target=refresh, name="sqlmodel-cache-cluster-refresh", daemon=True).start()
 
-    def peek(self, key: str) -> bytes | None:
-        through_client = partial(self._redis.get, key)
-        return cast("bytes | None", self._single_key("lookup", key, packed(b"GET", key.encode()), through_client))
+    def _link(self, node: Any) -> Link:
+        """This thread's link to the server, or to the key's master on a cluster."""
+        if self._server is not None:
+            return self._server.get()
+        if node is None:
+            raise ClusterDownError("the cluster's layout is not known yet")
+        connections = self._nodes.get(node.name)
+        if connections is None:
+            pool = node.redis_connection.connection_pool
+            connections = self._nodes.setdefault(
+                node.name, ThreadConnections(connection_factory(pool.connection_class, pool.connection_kwargs))
+            )
+        return connections.get()
 
-    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int) -> bool:
-        arguments = _lease.settle_arguments(key.encode(), lease, value, ttl_ms)
-        command = packed(b"EVALSHA", self._shas[_lease.SETTLE], *arguments)
-        through_client = partial(self._settle_script, keys=[key], args=arguments[2:])
-        return bool(self._single_key("fill", key, command, through_client))
-
-    def _script(self, source: str, arguments: Sequence[bytes]) -> Any:
-        """EVALSHA of ``source`` on the thread connection, loading the script where the server lost it."""
-        assert self._connections is not None
-        command = packed(b"EVALSHA", self._shas[source], *arguments)
+    def _call(self, link: Link, command: bytes, source: str | None = None) -> Any:
+        """One command on ``link``; a script the server lost is loaded there, then run again."""
         try:
-            return self._connections.call(command)
-        except NoScriptError:  # a restarted or flushed server: load the script once more
-            self._redis.script_load(source)
-            return self._connections.call(command)
+            return link.call(command)
+        except NoScriptError:
+            if source is None:
+                raise
+            link.call(Scripts.load(source))
+            return link.call(command)
+        except REDIRECTS:
+            if self._router is not None:
+                self._router.stale()
+            raise
 
-    def _pipelined(self, queue: Callable[[Any], None]) -> list[Any]:
-        """Commands queued on a cluster pipeline: one round trip per node."""
-        pipe = self._redis.pipeline(transaction=False)
-        queue(pipe)
-        return cast("list[Any]", pipe.execute())
+    def _one(self, operation: str, key: str, command: bytes, source: str | None = None) -> Answer:
+        with self._guard.call(operation, key) as call:
+            link = self._link(call.node)
+            return Answer(self._call(link, command, source), link.epoch)
 
-    def peek_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """`peek` for many keys: one MGET, or one pipelined round trip per node on a cluster."""
+    def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
+        return self._one("lookup", key, packed(*_lease.lookup_command(key.encode(), lease, lease_ms)))
+
+    def lease_over(self, key: str, found: bytes, lease: bytes, lease_ms: int) -> Answer:
+        return self._one("lookup", key, self._scripts.lookup(key, lease, found, lease_ms), _lease.LEASE_OVER)
+
+    def peek(self, key: str) -> Answer:
+        return self._one("lookup", key, packed(b"GET", key.encode()))
+
+    def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int, epoch: bytes | None) -> bool:
+        with self._guard.call("fill", key) as call:
+            link = self._link(call.node)
+            link.ensure()  # a connection cannot outlive its server: its lifetime is the one that runs this
+            settlement = publishable((key, lease, value, ttl_ms), epoch, link.epoch)
+            held = self._call(link, self._scripts.settle(*settlement), _lease.SETTLE)
+            return bool(held) and settlement[2] is not None
+
+    def _per_node(self, kind: str, keys: Sequence[str], *arguments: Any) -> Answers:
+        """A multi-key call on a cluster: each master's share in one round trip, all sent
+        before any is read; a master that fails costs only its own keys."""
+        assert self._router is not None
+        operation = OPERATION_OF[kind]
+        values: list[Any] = [None] * len(keys)
+        epochs: list[bytes | None] = [None] * len(keys)
+        failure: TransportError | None = None
+        sent = []
+        for node, positions in self._router.group(keys).items():
+            try:
+                with self._guard.call(operation, keys[positions[0]]):
+                    link = self._link(node)
+                    link.ensure()
+                    commands = key_commands(kind, self._scripts, positions, (keys, *arguments), link.epoch)
+                    link.send(commands)
+                    sent.append((link, positions, commands))
+            except TransportError as exc:
+                failure = failure or exc
+        for link, positions, commands in sent:
+            try:
+                with self._guard.call(operation, keys[positions[0]]):
+                    replies = link.receive(len(commands))
+                    if any(isinstance(reply, NoScriptError) for reply in replies):  # a server that lost them
+                        for source in _lease.SCRIPTS:
+                            link.call(Scripts.load(source))
+                        replies = link.pipeline(commands)
+            except TransportError as exc:
+                failure = failure or exc
+                continue
+            if place(positions, replies, link.epoch, values, epochs):
+                self._router.stale()
+        return Answers(values, epochs, failure)
+
+    def peek_many(self, keys: Sequence[str]) -> Answers:
+        """`peek` for many keys: one MGET, or one pipelined round trip per master on a cluster."""
+        if self._router is not None:
+            return self._per_node("peek", keys)
         with self._guard.call("lookup"):
-            if self._connections is not None:
-                return cast("list[bytes | None]", self._connections.call(packed(b"MGET", *(k.encode() for k in keys))))
-            return self._pipelined(partial(queue_peeks, keys=keys))
+            link = self._link(None)
+            values = link.call(packed(b"MGET", *(key.encode() for key in keys)))
+            return Answers(values, [link.epoch] * len(keys))
 
-    def lookup_many(self, keys: Sequence[str], leases: Sequence[bytes], lease_ms: int) -> list[bytes | None]:
-        """`lookup` for many keys: one script call, or one pipelined round trip per node on a cluster."""
+    def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
+    ) -> Answers:
+        """`lookup` for many keys: one script call, or one pipelined round trip per master."""
+        if self._router is not None:
+            return self._per_node("lookup", keys, leases, replacing, lease_ms)
         with self._guard.call("lookup"):
-            if self._connections is not None:
-                return cast(
-                    "list[bytes | None]",
-                    self._script(_lease.LEASE_MANY, _lease.lease_many_arguments(keys, leases, lease_ms)),
-                )
-            return self._pipelined(partial(queue_lookups, keys=keys, leases=leases, lease_ms=lease_ms))
+            link = self._link(None)
+            arguments = _lease.lease_many_arguments(keys, leases, replacing, lease_ms)
+            values = self._call(link, self._scripts.call(_lease.LEASE_MANY, arguments), _lease.LEASE_MANY)
+            return Answers(values, [link.epoch] * len(keys))
 
-    def settle_many(self, settlements: Sequence[Settlement]) -> list[bool]:
-        """`settle` for many keys: one script call, or one round trip per node on a cluster."""
-        with self._guard.call("fill"):
-            if self._connections is not None:
-                results = self._script(_lease.SETTLE_MANY, _lease.settle_many_arguments(settlements))
-            else:
-                results = self._pipelined(partial(queue_settlements, settlements=settlements))
-        return [bool(result) for result in results]
+    def settle_many(self, settlements: Sequence[Settlement], epochs: Sequence[bytes | None]) -> list[bool]:
+        """`settle` for many keys: one script call, or one pipelined round trip per master.
+        ``True`` where a row was published (never under a lease of another lifetime)."""
+        if self._router is not None:
+            answers = self._per_node("settle", [key for key, _, _, _ in settlements], settlements, epochs)
+        else:
+            with self._guard.call("fill"):
+                link = self._link(None)
+                link.ensure()
+                kept = [publishable(s, epoch, link.epoch) for s, epoch in zip(settlements, epochs, strict=True)]
+                command = self._scripts.call(_lease.SETTLE_MANY, _lease.settle_many_arguments(kept))
+                answers = Answers(self._call(link, command, _lease.SETTLE_MANY), [link.epoch] * len(kept))
+        return published(settlements, answers, epochs)
 
     def delete_many(self, keys: Sequence[str]) -> None:
         if not keys:
             return
+        if self._router is not None:
+            failure = self._per_node("delete", keys).failure
+            if failure is not None:
+                raise failure  # kept whole: deleting a key twice is harmless, missing one is not
+            return
         with self._guard.call("delete"):
-            if self._connections is not None:
-                self._connections.call(packed(b"DEL", *(key.encode() for key in keys)))
-            else:  # a cluster client groups the keys by node: one round trip per node
-                self._redis.delete(*keys)
+            self._link(None).call(packed(b"DEL", *(key.encode() for key in keys)))
 
     def purge(self, pattern: str) -> None:
         with self._guard.call("purge"):
@@ -163,7 +218,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
 
     def close(self) -> None:
         """Close the connections this transport opened (the caller's client is left alone)."""
-        for connections in [self._connections, *self._node_connections.values()]:
+        for connections in [self._server, *self._nodes.values()]:
             if connections is not None:
                 connections.close()
         self._redis.close()
