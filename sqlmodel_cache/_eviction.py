@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from ._errors import ConfigurationError, TransportError
-from ._flow import Flow, Redis
+from ._flow import Flow
 from ._keys import pk_values
 from ._model import ModelInfo, model_info
 from ._runtime import Runtime
@@ -66,7 +66,7 @@ def keys_of_states(runtime: Runtime, states: Iterable[Any]) -> set[str]:
 def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
     """Delete ``keys``; if Redis fails, keep them for a retry."""
     try:
-        yield Redis(runtime.transport.delete_many, (keys,))
+        yield (runtime.transport.delete_many, (keys,))
     except TransportError as exc:
         runtime.counters.invalidations_failed += 1
         runtime.evictions.keep(keys, runtime.keys)
@@ -81,9 +81,9 @@ def deliver_kept(runtime: Runtime) -> Flow[None]:
     keys, schemes = runtime.evictions.take()
     try:
         for scheme in schemes:
-            yield Redis(runtime.transport.purge, (scheme.pattern,))
+            yield (runtime.transport.purge, (scheme.pattern,))
         if keys:
-            yield Redis(runtime.transport.delete_many, (keys,))
+            yield (runtime.transport.delete_many, (keys,))
     except TransportError as exc:
         runtime.failures.failed("eviction retry", exc)
     else:

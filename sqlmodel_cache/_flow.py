@@ -1,7 +1,8 @@
 """Flows: owns how the I/O-free policy talks to a session's I/O.
 
-A flow is a generator that yields the I/O it needs and is sent back the answer: `Redis`, a
-call of a transport method; `Database`, a function run on the (sync) session. The policy
+A flow is a generator that yields the I/O it needs and is sent back the answer: a `Redis`
+step (a plain ``(transport method, arguments)`` tuple, the cheapest thing to make), or a
+`Database` step, a function run on the (sync) session. The policy
 writes each operation once, as a flow; `run` performs one with blocking I/O (or, inside
 SQLAlchemy's greenlet, by awaiting the asyncio transport there) and `run_async` awaits it on
 the event loop. A transport failure is thrown into the flow as `TransportError`, where the
@@ -11,7 +12,7 @@ policy turns it into a miss.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlmodel import Session
 
@@ -25,17 +26,17 @@ __all__ = ["Database", "Flow", "Redis", "call_blocking", "call_in_greenlet", "ru
 T = TypeVar("T")
 
 
-class Redis(NamedTuple):
-    """Call ``method(*arguments)`` of the configured transport."""
-
-    method: Callable[..., Any]
-    arguments: tuple[Any, ...]
+# Call ``method(*arguments)`` of the configured transport.
+Redis = tuple[Callable[..., Any], tuple[Any, ...]]
 
 
-class Database(NamedTuple):
+class Database:
     """Run ``function(session)`` on the sync session (the async session's ``sync_session``)."""
 
-    function: Callable[[Session], Any]
+    __slots__ = ("function",)
+
+    def __init__(self, function: Callable[[Session], Any]) -> None:
+        self.function = function
 
 
 Flow = Generator["Redis | Database", Any, T]
@@ -43,14 +44,16 @@ Flow = Generator["Redis | Database", Any, T]
 
 def call_blocking(step: Redis) -> Any:
     """A Redis step of a sync transport."""
-    return step.method(*step.arguments)
+    method, arguments = step
+    return method(*arguments)
 
 
 def call_in_greenlet(step: Redis) -> Any:
     """A Redis step of an asyncio transport, awaited from inside SQLAlchemy's greenlet."""
     from sqlalchemy.util import await_only
 
-    return await_only(step.method(*step.arguments))
+    method, arguments = step
+    return await_only(method(*arguments))
 
 
 def run(flow: Flow[T], session: Session | None, call: Callable[[Redis], Any] = call_blocking) -> T:
@@ -64,13 +67,13 @@ def run(flow: Flow[T], session: Session | None, call: Callable[[Redis], Any] = c
             result: T = done.value
             return result
         reply, failure = None, None
-        if isinstance(step, Redis):
+        if type(step) is tuple:
             try:
                 reply = call(step)
             except TransportError as exc:
                 failure = exc
         else:
-            assert session is not None
+            assert session is not None and isinstance(step, Database)
             reply = step.function(session)
 
 
@@ -87,11 +90,12 @@ async def run_async(flow: Flow[T], session: AsyncSession | None) -> T:
             result: T = done.value
             return result
         reply, failure = None, None
-        if isinstance(step, Redis):
+        if type(step) is tuple:
+            method, arguments = step
             try:
-                reply = await step.method(*step.arguments)
+                reply = await method(*arguments)
             except TransportError as exc:
                 failure = exc
         else:
-            assert session is not None
+            assert session is not None and isinstance(step, Database)
             reply = await greenlet_spawn(step.function, session.sync_session)

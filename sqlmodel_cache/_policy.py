@@ -145,10 +145,13 @@ class ReadPolicy:
         if info is None:
             return None
         runtime = _runtime_for(entity, asynchronous)
+        if not runtime.settings.enabled:
+            return None
+        if not call:  # a plain get(Model, pk), the usual call
+            return cls(session, info, runtime, _ttl_ms(info, runtime, EMPTY_DICT))
         execution_options: Mapping[str, Any] = call.get("execution_options") or EMPTY_DICT
         if (
-            not runtime.settings.enabled
-            or call.get("options")
+            call.get("options")
             or call.get("populate_existing")
             or call.get("with_for_update") not in (None, False)
             or call.get("identity_token") is not None
@@ -191,6 +194,8 @@ class ReadPolicy:
         """What ``raw``, read at the key of ``part`` from the server lifetime ``epoch``, is:
         column values for a hit, ``None`` when the key is empty, else why it is not served.
         Counts hits and the values no reader may serve."""
+        if raw is None:
+            return None
         verdict = _verdict(self.info, raw, part, epoch)
         if type(verdict) is list:
             self.runtime.counters.hits += 1

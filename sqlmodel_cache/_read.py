@@ -24,7 +24,7 @@ from sqlmodel import Session, select
 from ._entry import Unusable
 from ._errors import TransportError
 from ._eviction import deliver_kept
-from ._flow import Database, Flow, Redis
+from ._flow import Database, Flow
 from ._keys import pk_values
 from ._lease import Settlement, new_lease, new_leases, took_lease
 from ._policy import BUSY, GetOptions, ReadPolicy
@@ -73,9 +73,9 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     lease = new_lease() if policy.no_fill is None else None
     try:
         if lease is not None:
-            answer = yield Redis(transport.lookup, (key, lease, lease_ms))
+            answer = yield (transport.lookup, (key, lease, lease_ms))
         else:
-            answer = yield Redis(transport.peek, (key,))
+            answer = yield (transport.peek, (key,))
     except TransportError as exc:
         policy.redis_failed("lookup", exc)
         policy.missed()
@@ -89,12 +89,13 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     held = lease is not None and raw is None  # SET ... NX took the lease
     if lease is not None and isinstance(verdict, Unusable):
         # Replace what no reader may serve at once: a lease over exactly the bytes found.
+        found = raw
         try:
-            raw, epoch = yield Redis(transport.lease_over, (key, answer.value, lease, lease_ms))
+            raw, epoch = yield (transport.lease_over, (key, found, lease, lease_ms))
         except TransportError as exc:
             policy.redis_failed("lookup", exc)
         else:
-            held = epoch is not None and took_lease(answer.value, raw)
+            held = epoch is not None and took_lease(found, raw)
             verdict = None if held else verdict
     loaded = yield from_database
     if not held:
@@ -104,7 +105,7 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     # Settle the lease: publish the row, or release the key (no row, or not publishable).
     value = policy.entry_for(loaded, part, epoch) if loaded is not None and policy.may_publish(None) else None
     try:
-        published = yield Redis(transport.settle, (key, lease, value, policy.ttl_ms, epoch))
+        published = yield (transport.settle, (key, lease, value, policy.ttl_ms, epoch))
     except TransportError as exc:
         policy.redis_failed("fill", exc)
     else:
@@ -177,7 +178,7 @@ class _ManyRead:
             policy.check_connection((yield _connection_for(self.mapper)))
         asked = self.cached
         try:
-            answers = yield Redis(transport.peek_many, ([key for key, _ in asked.values()],))
+            answers = yield (transport.peek_many, ([key for key, _ in asked.values()],))
             if answers.failure is not None:
                 policy.redis_failed("lookup", answers.failure)
             asked = self.sort(policy, asked, answers, replaceable=policy.no_fill is None)
@@ -185,7 +186,7 @@ class _ManyRead:
                 keys = [key for key, _ in asked.values()]
                 leases = new_leases(len(keys))
                 replacing = [self.replacing.get(identity) for identity in asked]
-                answers = yield Redis(transport.lookup_many, (keys, leases, replacing, runtime.settings.lease_ms))
+                answers = yield (transport.lookup_many, (keys, leases, replacing, runtime.settings.lease_ms))
                 if answers.failure is not None:
                     policy.redis_failed("lookup", answers.failure)
                 held = {
@@ -294,7 +295,7 @@ def plan_many(
     settlements, epochs = read.settlements(policy) if policy is not None else ([], [])
     if settlements and policy is not None:
         try:
-            published = yield Redis(policy.runtime.transport.settle_many, (settlements, epochs))
+            published = yield (policy.runtime.transport.settle_many, (settlements, epochs))
         except TransportError as exc:
             policy.redis_failed("fill", exc)
         else:

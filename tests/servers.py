@@ -20,11 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "PersistentRedis",
     "PostgresServer",
     "RedisClusterServer",
     "RedisServer",
     "ServerUnavailable",
     "free_port",
+    "persistent_redis",
     "postgres_server",
     "redis_cluster",
     "redis_server",
@@ -118,6 +120,72 @@ def redis_server(port: int | None = None) -> Iterator[RedisServer]:
     finally:
         server.kill()
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@dataclass
+class PersistentRedis:
+    """A redis-server that snapshots to RDB (and, with ``aof``, appends every write) in its
+    own directory, as Debian's default configuration does: it can crash and come back."""
+
+    port: int
+    directory: Path
+    options: tuple[str, ...]
+    process: subprocess.Popen[bytes]
+    save_point: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def kill9(self) -> None:
+        """Crash: SIGKILL, so nothing after the last snapshot (or fsync) survives."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+    def backup(self) -> None:
+        """Copy the data files as they are now: a backup, or what a crash leaves on disk (the
+        writes after the last RDB snapshot, or the last second of an ``everysec`` AOF)."""
+        self.save_point = self.directory.with_name(self.directory.name + "-backup")
+        shutil.rmtree(self.save_point, ignore_errors=True)
+        shutil.copytree(self.directory, self.save_point)
+
+    def restore(self) -> None:
+        """Crash, and put back the files of the last `backup`."""
+        self.kill9()
+        shutil.rmtree(self.directory)
+        shutil.copytree(self.save_point, self.directory)
+
+    def restart(self) -> None:
+        """Start again from the same files, and wait until the data set is loaded."""
+        import redis
+
+        self.kill9()
+        self.process = _start_redis_process(self.port, self.directory, *self.options)
+        deadline = time.monotonic() + 30
+        with redis.Redis(port=self.port) as client:
+            while client.info("persistence").get("loading"):
+                if time.monotonic() > deadline:
+                    raise RuntimeError("redis-server did not finish loading its data within 30 s")
+                time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def persistent_redis(aof: bool = False) -> Iterator[PersistentRedis]:
+    """A redis-server with RDB snapshots (``SAVE`` writes one), and AOF ``everysec`` if asked."""
+    directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-persistent-"))
+    options = ("--save", "3600 1", "--dbfilename", "dump.rdb")
+    if aof:
+        options += ("--appendonly", "yes", "--appendfsync", "everysec")
+    port = free_port()
+    server = PersistentRedis(port, directory, options, _start_redis_process(port, directory, *options))
+    try:
+        yield server
+    finally:
+        server.kill9()
+        shutil.rmtree(directory, ignore_errors=True)
+        if server.save_point is not None:
+            shutil.rmtree(server.save_point, ignore_errors=True)
 
 
 @dataclass

@@ -20,7 +20,7 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.asyncio.connection
 import redis.cluster
-from redis.exceptions import ClusterDownError, NoScriptError, ResponseError
+from redis.exceptions import ClusterDownError, ConnectionError, NoScriptError, ResponseError
 
 from sqlmodel_cache import _lease
 from sqlmodel_cache._errors import TransportError
@@ -71,6 +71,20 @@ async def _exchange(connection: Any, commands: Sequence[bytes]) -> Any:
     if lost_script is not None:
         raise lost_script  # every reply was read: the caller loads the scripts and sends again
     return replies
+
+
+async def _on(connection: Any, commands: Commands, sources: Sequence[str]) -> tuple[Any, bytes | None]:
+    """``commands`` on ``connection``: their replies and the server lifetime that gave them."""
+    epoch = await _ready(connection)
+    if callable(commands):
+        commands = commands(epoch)
+    try:
+        replies = await _exchange(connection, commands)
+    except NoScriptError:  # a server that lost the scripts: load them there, once
+        for source in sources:
+            await _exchange(connection, [Scripts.load(source)])
+        replies = await _exchange(connection, commands)
+    return replies, epoch
 
 
 async def _ready(connection: Any) -> bytes | None:
@@ -146,16 +160,15 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             raise ClusterDownError("the cluster's layout is not known yet")
         else:
             connection = node.acquire_connection()
+        stale = connection._writer is not None  # connected before: the server may have gone since
         try:
-            epoch = await _ready(connection)
-            if callable(commands):
-                commands = commands(epoch)
             try:
-                replies = await _exchange(connection, commands)
-            except NoScriptError:  # a server that lost the scripts: load them there, once
-                for source in sources:
-                    await _exchange(connection, [Scripts.load(source)])
-                replies = await _exchange(connection, commands)
+                return await _on(connection, commands, sources)
+            except ConnectionError:
+                if not stale:
+                    raise
+                await connection.disconnect(nowait=True)  # found closed: reconnect once
+                return await _on(connection, commands, sources)
         except ResponseError as error:
             if isinstance(error, REDIRECTS) and self._router is not None:
                 self._router.stale()
@@ -168,12 +181,11 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
                 await pool.release(connection)
             else:
                 node.release(connection)
-        return replies, epoch
 
     async def _one(self, operation: str, key: str, commands: Commands, source: str | None = None) -> Answer:
         with self._guard.call(operation, key) as call:
-            value, epoch = await _bounded(self._send(call.node, commands, (source,) if source else ()), self.timeout)
-            return Answer(value, epoch)
+            answer: Answer = await _bounded(self._send(call.node, commands, (source,) if source else ()), self.timeout)
+            return answer
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         return await self._one("lookup", key, [packed(*_lease.lookup_command(key.encode(), lease, lease_ms))])

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from hiredis import pack_command
-from redis.exceptions import ResponseError
+from redis.exceptions import ConnectionError, ResponseError
 
 from sqlmodel_cache._stats import logger
 
@@ -96,9 +96,23 @@ class Link:
             connection.send_packed_command([_INFO_SERVER], check_health=False)
             self.epoch = run_id(_info_reply(connection.read_response))
 
-    def call(self, command: bytes) -> Any:
-        """Send one packed command and read its reply."""
+    def call(self, command: bytes | Callable[[bytes | None], bytes]) -> Any:
+        """Send one packed command and read its reply. ``command`` may be a function of the
+        server lifetime, made once that is known. A connection found closed (the server
+        restarted, or closed it while idle) is reconnected once, and such a command made
+        again for the new lifetime; a timeout is never retried."""
+        stale = self.connection._sock is not None  # connected before: the server may have gone since
+        try:
+            return self._call(command)
+        except ConnectionError:
+            if not stale:
+                raise
+            return self._call(command)
+
+    def _call(self, command: bytes | Callable[[bytes | None], bytes]) -> Any:
         self.ensure()
+        if callable(command):
+            command = command(self.epoch)
         connection = self.connection
         try:
             connection.send_packed_command([command], check_health=False)

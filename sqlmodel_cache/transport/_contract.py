@@ -19,11 +19,8 @@ from sqlmodel_cache._lease import Settlement
 __all__ = ["Answer", "Answers", "AsyncTransport", "SyncTransport", "Transport"]
 
 
-class Answer(NamedTuple):
-    """What one key held, and the server lifetime that said so."""
-
-    value: bytes | None
-    epoch: bytes | None
+# What one key held, and the server lifetime that said so (a plain tuple: the hot path's).
+Answer = tuple["bytes | None", "bytes | None"]
 
 
 class Answers(NamedTuple):

@@ -4,7 +4,7 @@ Redis Cluster."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import redis
@@ -26,6 +26,9 @@ from ._contract import Answer, Answers
 from ._guard import REDIRECTS
 
 __all__ = ["RedisSyncTransport"]
+
+# A packed command, or one made once the connection's server lifetime is known.
+Command = bytes | Callable[[bytes | None], bytes]
 
 
 class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisCluster"]):
@@ -89,7 +92,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             )
         return connections.get()
 
-    def _call(self, link: Link, command: bytes, source: str | None = None) -> Any:
+    def _call(self, link: Link, command: Command, source: str | None = None) -> Any:
         """One command on ``link``; a script the server lost is loaded there, then run again."""
         try:
             return link.call(command)
@@ -103,10 +106,10 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
                 self._router.stale()
             raise
 
-    def _one(self, operation: str, key: str, command: bytes, source: str | None = None) -> Answer:
+    def _one(self, operation: str, key: str, command: Command, source: str | None = None) -> Answer:
         with self._guard.call(operation, key) as call:
             link = self._link(call.node)
-            return Answer(self._call(link, command, source), link.epoch)
+            return self._call(link, command, source), link.epoch
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         return self._one("lookup", key, packed(*_lease.lookup_command(key.encode(), lease, lease_ms)))
@@ -118,12 +121,18 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         return self._one("lookup", key, packed(b"GET", key.encode()))
 
     def settle(self, key: str, lease: bytes, value: bytes | None, ttl_ms: int, epoch: bytes | None) -> bool:
-        with self._guard.call("fill", key) as call:
-            link = self._link(call.node)
-            link.ensure()  # a connection cannot outlive its server: its lifetime is the one that runs this
-            settlement = publishable((key, lease, value, ttl_ms), epoch, link.epoch)
-            held = self._call(link, self._scripts.settle(*settlement), _lease.SETTLE)
-            return bool(held) and settlement[2] is not None
+        published = False
+
+        def command(lifetime: bytes | None) -> bytes:
+            # A connection cannot outlive its server: the lifetime it learnt is the one that
+            # runs this. A lease of another lifetime authorizes nothing but its own removal.
+            nonlocal published
+            settlement = publishable((key, lease, value, ttl_ms), epoch, lifetime)
+            published = settlement[2] is not None
+            return self._scripts.settle(*settlement)
+
+        held = self._one("fill", key, command, _lease.SETTLE)[0]
+        return bool(held) and published
 
     def _per_node(self, kind: str, keys: Sequence[str], *arguments: Any) -> Answers:
         """A multi-key call on a cluster: each master's share in one round trip, all sent
@@ -188,10 +197,13 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         else:
             with self._guard.call("fill"):
                 link = self._link(None)
-                link.ensure()
-                kept = [publishable(s, epoch, link.epoch) for s, epoch in zip(settlements, epochs, strict=True)]
-                command = self._scripts.call(_lease.SETTLE_MANY, _lease.settle_many_arguments(kept))
-                answers = Answers(self._call(link, command, _lease.SETTLE_MANY), [link.epoch] * len(kept))
+
+                def command(lifetime: bytes | None) -> bytes:
+                    kept = [publishable(s, epoch, lifetime) for s, epoch in zip(settlements, epochs, strict=True)]
+                    return self._scripts.call(_lease.SETTLE_MANY, _lease.settle_many_arguments(kept))
+
+                held = self._call(link, command, _lease.SETTLE_MANY)
+                answers = Answers(held, [link.epoch] * len(settlements))
         return published(settlements, answers, epochs)
 
     def delete_many(self, keys: Sequence[str]) -> None:
