@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from sqlalchemy.util import await_only, greenlet_spawn  # importable without greenlet; only used with it
 from sqlmodel import Session
 
 from ._errors import TransportError
@@ -50,8 +51,6 @@ def call_blocking(step: Redis) -> Any:
 
 def call_in_greenlet(step: Redis) -> Any:
     """A Redis step of an asyncio transport, awaited from inside SQLAlchemy's greenlet."""
-    from sqlalchemy.util import await_only
-
     method, arguments = step
     return await_only(method(*arguments))
 
@@ -79,8 +78,6 @@ def run(flow: Flow[T], session: Session | None, call: Callable[[Redis], Any] = c
 
 async def run_async(flow: Flow[T], session: AsyncSession | None) -> T:
     """Perform ``flow`` on the event loop: Redis calls awaited, database steps in a greenlet."""
-    from sqlalchemy.util import greenlet_spawn
-
     reply: Any = None
     failure: TransportError | None = None
     while True:

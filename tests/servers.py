@@ -11,11 +11,12 @@ import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,12 +25,14 @@ __all__ = [
     "PostgresServer",
     "RedisClusterServer",
     "RedisServer",
+    "SentinelDeployment",
     "ServerUnavailable",
     "free_port",
     "persistent_redis",
     "postgres_server",
     "redis_cluster",
     "redis_server",
+    "sentinel_deployment",
 ]
 
 
@@ -186,6 +189,108 @@ def persistent_redis(aof: bool = False) -> Iterator[PersistentRedis]:
         shutil.rmtree(directory, ignore_errors=True)
         if server.save_point is not None:
             shutil.rmtree(server.save_point, ignore_errors=True)
+
+
+@dataclass
+class SentinelDeployment:
+    """A master, a replica of it and a Sentinel watching them, each its own redis-server."""
+
+    servers: dict[int, subprocess.Popen[bytes]]  # by port: the master and the replica
+    directory: Path
+    sentinel_port: int
+    sentinel: subprocess.Popen[bytes]
+    name: str = "mymaster"
+
+    @property
+    def sentinels(self) -> list[tuple[str, int]]:
+        return [("127.0.0.1", self.sentinel_port)]
+
+    def master_port(self) -> int:
+        import redis
+
+        with redis.Redis(port=self.sentinel_port) as sentinel:
+            _, port = sentinel.sentinel_get_master_addr_by_name(self.name)
+        return int(port)
+
+    def wait_replica_synced(self, timeout: float = 30.0) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        master = self.master_port()
+        while True:
+            states = []
+            for port in self.servers:
+                if port != master and self.servers[port].poll() is None:
+                    with redis.Redis(port=port) as replica:
+                        states.append(replica.info("replication").get("master_link_status"))
+            if states and all(state == "up" for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica did not sync with the master: {states}")
+            time.sleep(0.1)
+
+    def failover(self, timeout: float = 60.0, after_kill: Callable[[], None] | None = None) -> int:
+        """Kill -9 the master and wait until Sentinel has promoted the replica; its port."""
+        import redis
+
+        old = self.master_port()
+        process = self.servers[old]
+        process.kill()
+        process.wait()
+        if after_kill is not None:
+            after_kill()
+        deadline = time.monotonic() + timeout
+        while True:
+            port = self.master_port()
+            if port != old:
+                with contextlib.suppress(redis.RedisError), redis.Redis(port=port) as master:
+                    if master.role()[0] == b"master":
+                        return port
+            if time.monotonic() > deadline:
+                raise RuntimeError("Sentinel did not fail over within the deadline")
+            time.sleep(0.1)
+
+    def pause(self, port: int) -> None:
+        self.servers[port].send_signal(signal.SIGSTOP)
+
+    def resume(self, port: int) -> None:
+        self.servers[port].send_signal(signal.SIGCONT)
+
+
+@contextlib.contextmanager
+def sentinel_deployment() -> Iterator[SentinelDeployment]:
+    """A master and a replica, and one Sentinel (quorum 1) that fails over within seconds."""
+    directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-sentinel-"))
+    servers: dict[int, subprocess.Popen[bytes]] = {}
+    sentinel: subprocess.Popen[bytes] | None = None
+    try:
+        master_port, replica_port, sentinel_port = free_port(), free_port(), free_port()
+        for port, extra in ((master_port, ()), (replica_port, ("--replicaof", "127.0.0.1", str(master_port)))):
+            node_dir = directory / str(port)
+            node_dir.mkdir()
+            servers[port] = _start_redis_process(port, node_dir, *extra)
+        config = directory / "sentinel.conf"
+        config.write_text(
+            f"port {sentinel_port}\nbind 127.0.0.1\ndaemonize no\ndir {directory}\n"
+            "sentinel resolve-hostnames no\n"
+            f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
+            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel failover-timeout mymaster 3000\n"
+            "sentinel parallel-syncs mymaster 1\n"
+        )
+        sentinel = subprocess.Popen(
+            [redis_binary(), str(config), "--sentinel"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        _wait_for_port(sentinel_port, sentinel, "redis-sentinel")
+        deployment = SentinelDeployment(servers, directory, sentinel_port, sentinel)
+        deployment.wait_replica_synced()
+        yield deployment
+    finally:
+        for process in [*servers.values(), *([sentinel] if sentinel is not None else [])]:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGCONT)
+            _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass

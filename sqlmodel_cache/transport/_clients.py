@@ -82,8 +82,6 @@ def bounded_kwargs(kwargs: dict[str, Any], timeout: float, *, asynchronous: bool
         socket_timeout=None if asynchronous else timeout / 2,
         socket_connect_timeout=timeout if asynchronous else timeout / 2,
         retry=retry_class(NoBackoff(), 0),
-        retry_on_timeout=False,
-        retry_on_error=[],
     )
     return bounded
 
@@ -95,16 +93,14 @@ def connection_factory(connection_class: type, kwargs: dict[str, Any]) -> Callab
 
 def _bounded_sentinels(manager: Any, timeout: float, asynchronous: bool) -> Any:
     """A Sentinel manager like ``manager`` whose queries to the sentinels end within ``timeout``."""
-    addresses = []
-    sentinel_kwargs: dict[str, Any] = {}
-    for sentinel in manager.sentinels:
-        kwargs = sentinel.connection_pool.connection_kwargs
-        addresses.append((kwargs["host"], kwargs["port"]))
-        sentinel_kwargs = {k: v for k, v in kwargs.items() if k not in ("host", "port")}
+    addresses = [
+        (sentinel.connection_pool.connection_kwargs["host"], sentinel.connection_pool.connection_kwargs["port"])
+        for sentinel in manager.sentinels
+    ]
     return type(manager)(
         addresses,
         min_other_sentinels=manager.min_other_sentinels,
-        sentinel_kwargs=bounded_kwargs(sentinel_kwargs, timeout, asynchronous=asynchronous),
+        sentinel_kwargs=bounded_kwargs(manager.sentinel_kwargs, timeout, asynchronous=asynchronous),
         **manager.connection_kwargs,
     )
 
@@ -137,7 +133,5 @@ def bounded_async_client(client: redis.asyncio.Redis, timeout: float) -> redis.a
 def bounded_cluster_client(client: redis.cluster.RedisCluster, timeout: float) -> redis.cluster.RedisCluster:
     """As `bounded_client`, for a cluster: same nodes and credentials, short timeouts, no retries."""
     kwargs = bounded_kwargs(client.nodes_manager.connection_kwargs, timeout, asynchronous=False)
-    for key in ("retry_on_timeout", "retry_on_error"):
-        kwargs.pop(key, None)
     startup = [redis.cluster.ClusterNode(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]  # type: ignore[no-untyped-call]
     return redis.cluster.RedisCluster(startup_nodes=startup, **kwargs)
