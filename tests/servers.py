@@ -416,6 +416,55 @@ class RedisClusterServer:
     def node_for(self, port: int) -> RedisServer:
         return next(node for node in self.nodes if node.port == port)
 
+    def _nodes_view(self) -> list[list[str]]:
+        """``CLUSTER NODES`` as a live node sees it: one list of fields per node."""
+        import redis
+
+        for node in self.nodes:
+            if node.process.poll() is None:
+                with contextlib.suppress(redis.RedisError), redis.Redis(port=node.port) as client:
+                    text = client.execute_command("CLUSTER", "NODES")
+                    text = text.decode() if isinstance(text, bytes) else str(text)
+                    return [line.split() for line in text.splitlines() if line.strip()]
+        raise RuntimeError("no cluster node answers")
+
+    def masters(self) -> list[int]:
+        """The ports of the masters that are not failed."""
+        return [
+            int(fields[1].split("@")[0].rsplit(":", 1)[1])
+            for fields in self._nodes_view()
+            if "master" in fields[2] and "fail" not in fields[2]
+        ]
+
+    def wait_replicas_synced(self, timeout: float = 30.0) -> None:
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            replicas = [n for n in self.nodes if n.port not in self.masters()]
+            states = []
+            for node in replicas:
+                with redis.Redis(port=node.port) as client:
+                    states.append(client.info("replication").get("master_link_status"))
+            if states and all(state == "up" for state in states):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster's replicas did not sync: {states}")
+            time.sleep(0.1)
+
+    def wait_failover(self, replica_port: int, timeout: float = 60.0) -> None:
+        """Until the replica on ``replica_port`` of a killed master has taken over its slots."""
+        import redis
+
+        deadline = time.monotonic() + timeout
+        while True:
+            with contextlib.suppress(redis.RedisError), redis.Redis(port=replica_port) as node:
+                if node.role()[0] == b"master" and node.cluster("INFO").get("cluster_state") == "ok":
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the replica on {replica_port} did not take over within {timeout:.0f} s")
+            time.sleep(0.2)
+
 
 def _port_is_free(port: int) -> bool:
     with socket.socket() as sock:
@@ -464,15 +513,16 @@ def _cluster_ready(ports: list[int], timeout: float = 30.0) -> None:
 
 
 @contextlib.contextmanager
-def redis_cluster(masters: int = 3) -> Iterator[RedisClusterServer]:
-    """Start ``masters`` cluster-enabled redis-servers and join them with ``redis-cli --cluster create``."""
+def redis_cluster(masters: int = 3, replicas: int = 0) -> Iterator[RedisClusterServer]:
+    """Start ``masters`` cluster-enabled redis-servers, each with ``replicas`` replicas, and join
+    them with ``redis-cli --cluster create``."""
     cli = shutil.which("redis-cli")
     if cli is None:
         raise ServerUnavailable("redis-cli is not installed; install Debian's redis-server (or redis-tools) package")
     directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-cluster-"))
     nodes: list[RedisServer] = []
     try:
-        for _ in range(masters):
+        for _ in range(masters * (1 + replicas)):
             port = free_cluster_port()
             node_dir = directory / str(port)
             node_dir.mkdir()
@@ -484,7 +534,7 @@ def redis_cluster(masters: int = 3) -> Iterator[RedisClusterServer]:
                 "create",
                 *(f"127.0.0.1:{n.port}" for n in nodes),
                 "--cluster-replicas",
-                "0",
+                str(replicas),
                 "--cluster-yes",
             ],
             check=True,
@@ -493,7 +543,10 @@ def redis_cluster(masters: int = 3) -> Iterator[RedisClusterServer]:
             timeout=60,
         )
         _cluster_ready([n.port for n in nodes])
-        yield RedisClusterServer(nodes=nodes)
+        cluster = RedisClusterServer(nodes=nodes)
+        if replicas:
+            cluster.wait_replicas_synced()
+        yield cluster
     finally:
         for node in nodes:
             node.kill()

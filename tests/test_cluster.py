@@ -7,8 +7,10 @@ interleavings) runs on the cluster through the ``any_redis`` / ``any_real_redis`
 
 from __future__ import annotations
 
+import asyncio
+import signal
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 import pytest
@@ -21,6 +23,7 @@ from sqlmodel import Session
 from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
+from .conftest import _unavailable
 from .models import Hero
 from .servers import RedisClusterServer, ServerUnavailable, redis_cluster
 
@@ -60,8 +63,8 @@ def private_cluster() -> Iterator[RedisClusterServer]:
     try:
         with redis_cluster() as cluster:
             yield cluster
-    except ServerUnavailable as error:  # pragma: no cover - CI has the binaries
-        pytest.skip(str(error))
+    except ServerUnavailable as error:
+        _unavailable(error)
 
 
 def test_a_dead_master_only_sends_its_own_keys_to_the_database(
@@ -177,3 +180,126 @@ def test_single_key_calls_go_to_the_node_the_cluster_client_would_choose(
         assert chosen.name == real_cluster.nodes_manager.get_node_from_slot(real_cluster.keyslot(key)).name, key
     assert len({transport._guard.node_of(key).name for key in keys}) == 3
     transport.close()
+
+
+@pytest.fixture
+def cluster_with_replicas() -> Iterator[RedisClusterServer]:
+    """Three masters, each with a replica that takes over when its master dies."""
+    try:
+        with redis_cluster(masters=3, replicas=1) as cluster:
+            yield cluster
+    except ServerUnavailable as error:
+        _unavailable(error)
+
+
+def replica_of(port: int) -> int | None:
+    """The port of the master that the node on ``port`` replicates, if it is a replica."""
+    with redis.Redis(port=port) as node:
+        role = node.role()
+    return int(role[2]) if role[0] == b"slave" else None
+
+
+Read = Callable[[int], Awaitable[str | None]]
+Rename = Callable[[int, str], Awaitable[None]]
+
+
+async def exercise_a_failover(cluster: RedisClusterServer, stats: CacheStats, read: Read, rename: Rename) -> None:
+    """A master dies and its replica takes over: no exception, every get() within the bound,
+    the other masters' keys keep hitting, nothing stale (not even what the replica kept of
+    an eviction it never received), and hits come back on the promoted replica by themselves."""
+    slowest = 0.0
+
+    async def timed(pk: int) -> str | None:
+        nonlocal slowest
+        start = time.perf_counter()
+        name = await read(pk)
+        slowest = max(slowest, time.perf_counter() - start)
+        return name
+
+    for pk in range(1, ROWS + 1):
+        await timed(pk)  # fill
+    assert stats.fills == ROWS
+    host, port = cluster.startup
+    with redis.cluster.RedisCluster(host=host, port=port) as client:
+        owner = {pk: node_of(client, SQLModelCache.cache_key(Hero, pk)) for pk in range(1, ROWS + 1)}
+    key, victim = SQLModelCache.cache_key(Hero, 1), owner[1]
+    replica = next(port for port in (n.port for n in cluster.nodes) if replica_of(port) == victim)
+    with redis.Redis(port=victim) as master:
+        assert master.wait(1, 5000) == 1  # the replica has the entry
+        cluster.node_for(replica).process.send_signal(signal.SIGSTOP)
+        master.client_kill_filter(_type="replica")  # cut off: it cannot come back while stopped
+    await rename(1, "new")  # its eviction never reaches the replica
+    cluster.node_for(victim).kill()
+    cluster.node_for(replica).process.send_signal(signal.SIGCONT)
+
+    hits = stats.hits
+    for pk in range(1, ROWS + 1):  # while the cluster notices and fails over
+        assert await timed(pk) == ("new" if pk == 1 else f"h{pk}")
+    survivors = sum(1 for pk in owner if owner[pk] != victim)
+    assert stats.hits - hits >= survivors, "a dead master cost the living masters' keys"
+    cluster.wait_failover(replica)
+    with redis.Redis(port=replica) as promoted:
+        assert promoted.get(key) is not None, "the promoted replica kept the evicted entry"
+    deadline = time.monotonic() + 30
+    while True:  # hits come back on the promoted replica, and never with the evicted row
+        hits = stats.hits
+        assert await timed(1) == "new"
+        if stats.hits > hits:
+            break
+        assert time.monotonic() < deadline, "no hits on the promoted replica"
+        await asyncio.sleep(0.1)
+    assert stats.other_lifetime_entries >= 1
+    assert slowest < BOUND + SLACK, slowest
+
+
+async def test_failover_on_a_cluster_with_replicas(
+    sqlite_engine: sa.Engine, cluster_with_replicas: RedisClusterServer, stats: CacheStats
+) -> None:
+    seed(sqlite_engine)
+    host, port = cluster_with_replicas.startup
+    client = redis.cluster.RedisCluster(host=host, port=port)
+    SQLModelCache.configure(transport=RedisSyncTransport(client, failure_threshold=3, cooldown=1), default_ttl=3600)
+
+    async def read(pk: int) -> str | None:
+        with CachedSession(sqlite_engine) as session:
+            hero = session.get(Hero, pk)
+            return hero.name if hero is not None else None
+
+    async def rename(pk: int, name: str) -> None:
+        with CachedSession(sqlite_engine) as session:
+            hero = session.get(Hero, pk)
+            assert hero is not None
+            hero.name = name
+            session.commit()
+
+    await exercise_a_failover(cluster_with_replicas, stats, read, rename)
+    client.close()
+
+
+async def test_async_failover_on_a_cluster_with_replicas(
+    async_engine: Any, cluster_with_replicas: RedisClusterServer, stats: CacheStats
+) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in range(1, ROWS + 1)])
+        await session.commit()
+    host, port = cluster_with_replicas.startup
+    client = redis.asyncio.cluster.RedisCluster(host=host, port=port)
+    await client.initialize()
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, failure_threshold=3, cooldown=1), default_ttl=3600)
+
+    async def read(pk: int) -> str | None:
+        async with AsyncCachedSession(async_engine) as session:
+            hero = await session.get(Hero, pk)
+            return hero.name if hero is not None else None
+
+    async def rename(pk: int, name: str) -> None:
+        async with AsyncCachedSession(async_engine) as session:
+            hero = await session.get(Hero, pk)
+            assert hero is not None
+            hero.name = name
+            await session.commit()
+
+    await exercise_a_failover(cluster_with_replicas, stats, read, rename)
+    await client.aclose()

@@ -43,12 +43,13 @@ class GuardedCall:
     """One call: a clean exit closes the breaker; a client failure counts against it and
     leaves as `TransportError`, chained to its cause."""
 
-    __slots__ = ("breaker", "node", "operation")
+    __slots__ = ("breaker", "node", "operation", "router")
 
-    def __init__(self, breaker: CircuitBreaker, node: Any, operation: str) -> None:
+    def __init__(self, breaker: CircuitBreaker, node: Any, operation: str, router: Any) -> None:
         self.breaker = breaker
         self.node = node  # the cluster node that serves the key, if known
         self.operation = operation
+        self.router = router
 
     def __enter__(self) -> GuardedCall:
         return self
@@ -61,6 +62,8 @@ class GuardedCall:
         elif isinstance(error, CLIENT_FAILURES):
             if not isinstance(error, REDIRECTS):  # a moved slot is the layout's news, not a failure
                 self.breaker.failure()
+            if self.router is not None:  # a master that fails may have been replaced
+                self.router.stale()
             raise TransportError(f"Redis {self.operation} failed: {_describe(error)}") from error
 
 
@@ -78,7 +81,7 @@ class Guard:
         breaker = self._breaker_for(key, node)
         if not breaker.allow():
             raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
-        return GuardedCall(breaker, node, operation)
+        return GuardedCall(breaker, node, operation, self._router)
 
     def node_of(self, key: str) -> Any:
         """The cluster master that serves ``key`` (``None`` on one server, or while unknown)."""
