@@ -27,12 +27,14 @@ __all__ = [
     "RedisServer",
     "SentinelDeployment",
     "ServerUnavailable",
+    "TlsRedis",
     "free_port",
     "persistent_redis",
     "postgres_server",
     "redis_cluster",
     "redis_server",
     "sentinel_deployment",
+    "tls_redis",
 ]
 
 
@@ -189,6 +191,50 @@ def persistent_redis(aof: bool = False) -> Iterator[PersistentRedis]:
         shutil.rmtree(directory, ignore_errors=True)
         if server.save_point is not None:
             shutil.rmtree(server.save_point, ignore_errors=True)
+
+
+@dataclass
+class TlsRedis:
+    """A redis-server that speaks only TLS and wants a password."""
+
+    port: int
+    password: str
+    ca_path: Path
+
+    @property
+    def url(self) -> str:
+        return f"rediss://:{self.password}@127.0.0.1:{self.port}/0"
+
+
+@contextlib.contextmanager
+def tls_redis() -> Iterator[TlsRedis]:
+    """redis-server with only a TLS port, a certificate of a CA made for it, and AUTH."""
+    import trustme
+
+    directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-tls-"))
+    ca = trustme.CA()
+    certificate = ca.issue_cert("127.0.0.1", "localhost")
+    ca_path, cert_path, key_path = directory / "ca.pem", directory / "server.pem", directory / "server.key"
+    ca.cert_pem.write_to_path(str(ca_path))
+    certificate.cert_chain_pems[0].write_to_path(str(cert_path))
+    certificate.private_key_pem.write_to_path(str(key_path))
+    port, password = free_port(), "s3cret-password"
+    process = subprocess.Popen(
+        [
+            *(redis_binary(), "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1"),
+            *("--tls-cert-file", str(cert_path), "--tls-key-file", str(key_path)),
+            *("--tls-ca-cert-file", str(ca_path), "--tls-auth-clients", "no"),
+            *("--requirepass", password, "--dir", str(directory), "--save", "", "--appendonly", "no"),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_for_port(port, process, "redis-server (TLS)")
+        yield TlsRedis(port, password, ca_path)
+    finally:
+        _stop(process)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @dataclass
