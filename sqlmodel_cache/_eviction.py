@@ -64,7 +64,10 @@ def keys_of_states(runtime: Runtime, states: Iterable[Any]) -> set[str]:
 
 
 def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
-    """Delete ``keys``; if Redis fails, keep them for a retry."""
+    """Delete ``keys``; if Redis fails, keep them for a retry. Evictions kept from before go
+    first: a process that commits often retries them at once, not only at its next read."""
+    if runtime.evictions:
+        yield from deliver_kept(runtime)
     try:
         yield (runtime.transport.delete_many, (keys,))
     except TransportError as exc:

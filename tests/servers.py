@@ -296,6 +296,12 @@ class SentinelDeployment:
                 raise RuntimeError("Sentinel did not fail over within the deadline")
             time.sleep(0.1)
 
+    def rejoin(self, port: int) -> None:
+        """Start the dead server on ``port`` again, as a replica of the current master."""
+        self.servers[port] = _start_redis_process(
+            port, self.directory / str(port), "--replicaof", "127.0.0.1", str(self.master_port())
+        )
+
     def pause(self, port: int) -> None:
         self.servers[port].send_signal(signal.SIGSTOP)
 

@@ -8,7 +8,6 @@ per TTL setting in CI (``STRESS_SECONDS`` overrides).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 from typing import Any
 
@@ -42,35 +41,18 @@ def test_no_stale_read_across_processes(
     with Session(postgres_engine) as session:
         session.add_all([Versioned(id=i, version=0) for i in range(ROWS)])
         session.commit()
-    context = multiprocessing.get_context("spawn")
-    acked = context.Array("q", ROWS)
     duration = seconds()
-    args = (postgres_proc.url("psycopg"), redis_proc.url, ttl, ROWS, duration, acked)
-    results = context.Queue()
-    roles = ["writer"] * WRITERS + ["reader"] * READERS
-    processes = [
-        context.Process(target=stress.run, args=(role, results, *args, seed)) for seed, role in enumerate(roles)
-    ]
-    for process in processes:
-        process.start()
-    reports = [results.get(timeout=duration + 120) for _ in processes]
-    for process in processes:
-        process.join(timeout=30)
-    errors = [report for _, report in reports if "error" in report]
-    assert errors == []
-    written = [report for role, report in reports if role == "writer"]
-    read = [report for role, report in reports if role == "reader"]
-
-    writes = sum(w["writes"] for w in written)
-    reads = sum(r["reads"] for r in read)
-    hits = sum(r["hits"] for r in read)
-    lookups = hits + sum(r["misses"] for r in read)
-    violations = [v for r in read for v in r["violations"]]
+    report = stress.orchestrate(
+        postgres_proc.url("psycopg"), redis_proc.url, ttl, ROWS, duration, writers=WRITERS, readers=READERS
+    )
+    lookups = report["hits"] + report["misses"]
     with capsys.disabled():
         print(
-            f"\nstress ttl={ttl}s {duration:.0f}s: {writes} commits, {reads} reads, "
-            f"hit ratio {hits / max(lookups, 1):.1%}, violations {len(violations)}"
+            f"\nstress ttl={ttl}s {duration:.0f}s: {report['commits']} commits, {report['reads']} reads, "
+            f"hit ratio {report['hits'] / max(lookups, 1):.1%}, violations {len(report['violations'])}, "
+            f"p99 get {report['p99_ms']:.1f} ms"
         )
-    assert writes > 0 and reads > 0
-    assert hits > 0, "the cache was never used"
-    assert violations == [], violations[:10]
+    assert report["commits"] > 0 and report["reads"] > 0
+    assert report["hits"] > 0, "the cache was never used"
+    assert report["exceptions"] == [], report["exceptions"][:3]
+    assert report["violations"] == [], report["violations"][:10]

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from hiredis import pack_command
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from sqlmodel_cache._stats import logger
 
@@ -77,24 +77,34 @@ def _info_reply(read: Any) -> Any:
 
 
 class Link:
-    """One connection and the server lifetime it talks to (``None`` until it has connected)."""
+    """One connection, the server lifetime it talks to (``None`` until it has connected), and
+    the replies the server still owes it.
 
-    __slots__ = ("connection", "epoch")
+    A call that gives up waiting (a paused or slow server) keeps the connection: what it sent
+    is in the server's socket and runs there in order, before anything sent after it, so an
+    eviction that timed out still runs before the reads other processes send after the
+    commit. The owed replies are read, and dropped, before the next call's own.
+    """
+
+    __slots__ = ("connection", "epoch", "owed")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.epoch: bytes | None = None
-
-    # Blocking I/O --------------------------------------------------------------------------
+        self.owed = 0
 
     def ensure(self) -> None:
         """Connected, and knowing whom to: (re)connect and learn the lifetime first if need be."""
         connection = self.connection
         if connection._sock is None:
-            self.epoch = None
-            connection.connect()
-            connection.send_packed_command([_INFO_SERVER], check_health=False)
-            self.epoch = run_id(_info_reply(connection.read_response))
+            self.epoch, self.owed = None, 0
+            try:
+                connection.connect()
+                connection.send_packed_command([_INFO_SERVER], check_health=False)
+                self.epoch = run_id(_info_reply(connection.read_response))
+            except BaseException:
+                self.close()
+                raise
 
     def call(self, command: bytes | Callable[[bytes | None], bytes]) -> Any:
         """Send one packed command and read its reply. ``command`` may be a function of the
@@ -113,15 +123,11 @@ class Link:
         self.ensure()
         if callable(command):
             command = command(self.epoch)
-        connection = self.connection
-        try:
-            connection.send_packed_command([command], check_health=False)
-            return connection.read_response()
-        except ResponseError:
-            raise  # an error reply, read whole: the connection is fine
-        except BaseException:
-            self.close()  # the reply may be half read: reconnect next time
-            raise
+        self.send([command])
+        reply = self.receive(1)[0]
+        if isinstance(reply, ResponseError):
+            raise reply  # an error reply, read whole: the connection is in step
+        return reply
 
     def send(self, commands: Sequence[bytes]) -> None:
         """Send packed commands in one write; `receive` reads their replies."""
@@ -129,20 +135,31 @@ class Link:
         try:
             self.connection.send_packed_command([b"".join(commands)], check_health=False)
         except BaseException:
-            self.close()
+            self.close()  # a write cut short: the server may have half a command
             raise
 
     def receive(self, count: int) -> list[Any]:
-        """The replies of the ``count`` commands sent last; an error reply is returned in its
-        place (a `ResponseError`), so that one key's error is only that key's."""
+        """The replies of the ``count`` commands sent last, after those still owed; an error
+        reply is returned in its place (a `ResponseError`), so that one key's error is only
+        that key's. On a timeout the unread replies stay owed."""
         connection = self.connection
         replies: list[Any] = []
+        owed, self.owed = self.owed + count, 0
         try:
-            for _ in range(count):
+            while owed:
                 try:
-                    replies.append(connection.read_response())
+                    reply = connection.read_response()
                 except ResponseError as error:
-                    replies.append(error)
+                    reply = error
+                owed -= 1
+                if owed < count:
+                    replies.append(reply)
+        except TimeoutError:
+            if owed > _MAX_OWED:
+                self.close()
+            else:
+                self.owed = owed
+            raise
         except BaseException:
             self.close()
             raise
@@ -153,8 +170,13 @@ class Link:
         return self.receive(len(commands))
 
     def close(self) -> None:
-        self.epoch = None
+        self.epoch, self.owed = None, 0
         self.connection.disconnect()
+
+
+# Replies a connection may owe before it is given up for a new one (a server that is not
+# coming back would make every call read them first).
+_MAX_OWED: Final = 1000
 
 
 _fork_generation = 0

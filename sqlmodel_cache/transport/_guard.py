@@ -39,6 +39,10 @@ def _describe(error: BaseException) -> str:
     return text
 
 
+# Operations a breaker never holds back: they keep the cache correct, not fast.
+_ALWAYS_SENT: Final = frozenset({"delete", "purge"})
+
+
 class GuardedCall:
     """One call: a clean exit closes the breaker; a client failure counts against it and
     leaves as `TransportError`, chained to its cause."""
@@ -76,10 +80,15 @@ class Guard:
         self._node_breakers: dict[str, CircuitBreaker] = {}
 
     def call(self, operation: str, key: str | None = None) -> GuardedCall:
-        """Guard one call (of ``key``, for a single-key call); `CircuitOpen` if the breaker is open."""
+        """Guard one call (of ``key``, for a single-key call); `CircuitOpen` if the breaker is open.
+
+        Evictions are always sent, open breaker or not: one that reaches a paused server still
+        runs before the reads that other processes send after the commit, and one not sent
+        at all would leave those reads a stale row.
+        """
         node = self.node_of(key) if key is not None else None
         breaker = self._breaker_for(key, node)
-        if not breaker.allow():
+        if not breaker.allow() and operation not in _ALWAYS_SENT:
             raise CircuitOpen(f"Redis {operation} skipped: the circuit is open after repeated failures")
         return GuardedCall(breaker, node, operation, self._router)
 
