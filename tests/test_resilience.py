@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -350,3 +351,38 @@ async def test_async_fill_survives_a_flushed_script_cache(
     await async_real_redis.script_flush()
     assert (await _timed_async_get(async_engine, 2))[0] == "h2"
     assert stats.fills == 2 and stats.redis_errors == 0
+
+
+@pytest.mark.parametrize("flavour", ["sync", "asyncio", "asyncio-sentinel"])
+async def test_nothing_listening_fails_at_once_with_its_cause(
+    sqlite_engine: sa.Engine, async_engine: AsyncEngine, flavour: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The application's client may retry with backoff; the transport does not: a refused
+    connection is a miss at once, and the WARNING names the refusal, not a bare timeout."""
+    import redis.asyncio.sentinel
+
+    port = free_port()
+    transport: Any
+    if flavour == "sync":
+        seed(sqlite_engine)
+        transport = RedisSyncTransport(redis.Redis(port=port), failure_threshold=1000)
+    elif flavour == "asyncio":
+        await _seed_async(async_engine)
+        transport = RedisAsyncTransport(redis.asyncio.Redis(port=port), failure_threshold=1000)
+    else:
+        await _seed_async(async_engine)
+        sentinel = redis.asyncio.sentinel.Sentinel([("127.0.0.1", port)], socket_timeout=0.05)
+        transport = RedisAsyncTransport(sentinel.master_for("mymaster"), failure_threshold=1000)
+    SQLModelCache.configure(transport=transport)
+    with caplog.at_level(logging.WARNING, logger="sqlmodel_cache"):
+        for pk in (1, 2, 1):
+            if flavour == "sync":
+                name, elapsed = timed_get(sqlite_engine, pk)
+            else:
+                name, elapsed = await _timed_async_get(async_engine, pk)
+            assert name == f"h{pk}"
+            assert elapsed < BOUND / 2, f"{elapsed:.3f} s: a retry loop ate the bound"
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    expected = "no sentinel names a master" if flavour == "asyncio-sentinel" else "connect"
+    assert warnings and all(expected in message.lower() for message in warnings), warnings
+    assert not any("timeout" in message.lower() for message in warnings), warnings

@@ -9,6 +9,7 @@ it), and hits come back by themselves once the new master answers.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -117,3 +118,49 @@ def test_failover_serves_nothing_stale_and_recovers(
         time.sleep(0.05)
     assert stats.other_lifetime_entries >= 1
     assert slowest < BOUND + SLACK, slowest
+
+
+async def test_async_failover_serves_nothing_stale_and_recovers(
+    async_engine: Any, deployment: SentinelDeployment, stats: CacheStats
+) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add(Hero(id=1, name="old"))
+        await session.commit()
+    sentinel = redis.asyncio.sentinel.Sentinel(deployment.sentinels)
+    client = sentinel.master_for(deployment.name)
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, timeout=BOUND), default_ttl=3600)
+
+    async def timed_read() -> tuple[str | None, float]:
+        start = time.perf_counter()
+        async with AsyncCachedSession(async_engine) as session:
+            hero = await session.get(Hero, 1)
+            return (hero.name if hero is not None else None), time.perf_counter() - start
+
+    assert (await timed_read())[0] == "old"
+    old_master = deployment.master_port()
+    replica = next(port for port in deployment.servers if port != old_master)
+    with redis.Redis(port=old_master) as master:
+        assert master.wait(1, 5000) == 1
+        deployment.pause(replica)
+        master.client_kill_filter(_type="replica")
+    async with AsyncCachedSession(async_engine) as session:
+        hero = await session.get(Hero, 1)
+        assert hero is not None
+        hero.name = "new"
+        await session.commit()
+    deployment.failover(after_kill=lambda: deployment.resume(replica))
+    slowest, hits_before = 0.0, stats.hits
+    deadline = time.monotonic() + 20
+    while stats.hits == hits_before:
+        name, took = await timed_read()
+        assert name == "new"
+        slowest = max(slowest, took)
+        assert time.monotonic() < deadline, "the cache never served hits again after the failover"
+        await asyncio.sleep(0.05)
+    assert stats.other_lifetime_entries >= 1
+    assert slowest < BOUND + SLACK, slowest
+    await client.aclose()
+    for sentinel_client in sentinel.sentinels:
+        await sentinel_client.aclose()

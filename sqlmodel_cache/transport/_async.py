@@ -18,9 +18,12 @@ from typing import Any, ClassVar, TypeVar, cast
 import redis
 import redis.asyncio
 import redis.asyncio.cluster
-import redis.asyncio.connection
+import redis.asyncio.retry
+import redis.asyncio.sentinel
 import redis.cluster
-from redis.exceptions import ClusterDownError, ConnectionError, NoScriptError, ResponseError
+from redis.asyncio.sentinel import MasterNotFoundError
+from redis.backoff import NoBackoff
+from redis.exceptions import ClusterDownError, ConnectionError, NoScriptError, RedisError, ResponseError
 
 from sqlmodel_cache import _lease
 from sqlmodel_cache._errors import TransportError
@@ -52,7 +55,6 @@ else:  # pragma: no cover - Python 3.10
 _INFO_SERVER = packed(b"INFO", b"server")
 # The commands of one borrowed connection: fixed, or made once its server lifetime is known.
 Commands = Sequence[bytes] | Callable[[bytes | None], Sequence[bytes]]
-_PLAIN_CONNECT = redis.asyncio.connection.AbstractConnection.connect
 
 
 async def _exchange(connection: Any, commands: Sequence[bytes]) -> Any:
@@ -87,15 +89,43 @@ async def _on(connection: Any, commands: Commands, sources: Sequence[str]) -> tu
     return replies, epoch
 
 
+async def _master_of(pool: Any) -> tuple[str, int]:
+    """The master a Sentinel-managed pool's service has now, asking each sentinel once, with
+    no retry and no backoff (the caller's bound cuts the whole)."""
+    refusals = []
+    for sentinel in pool.sentinel_manager.sentinels:
+        kwargs = sentinel.connection_pool.connection_kwargs
+        probe = redis.asyncio.Redis(
+            **{key: kwargs[key] for key in _SENTINEL_SETTINGS if key in kwargs},
+            retry=redis.asyncio.retry.Retry(NoBackoff(), 0),
+            single_connection_client=True,
+        )
+        try:
+            address: Any = await probe.sentinel_get_master_addr_by_name(pool.service_name)
+        except RedisError as error:
+            refusals.append(f"{kwargs.get('host')}:{kwargs.get('port')}: {error}")
+            continue
+        finally:
+            await probe.aclose()
+        if address:
+            host = address[0]
+            return (host.decode() if isinstance(host, bytes) else str(host)), int(address[1])
+    raise MasterNotFoundError(f"no sentinel names a master for {pool.service_name!r}: {'; '.join(refusals)}")
+
+
+_SENTINEL_SETTINGS = ("host", "port", "username", "password", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
+
+
 async def _ready(connection: Any) -> bytes | None:
     """Connect ``connection`` if need be, in one attempt, and return its server lifetime,
     learnt once per connection (a reconnect, by this library or the application, is a new
     writer, and is asked again)."""
     if connection._writer is None:
-        if type(connection).connect is _PLAIN_CONNECT and hasattr(connection, "connect_check_health"):
-            await connection.connect_check_health(retry_socket_connect=False)
-        else:  # a Sentinel-managed connection finds its master in its own connect()
-            await connection.connect()
+        pool = getattr(connection, "connection_pool", None)
+        if isinstance(pool, redis.asyncio.sentinel.SentinelConnectionPool) and pool.is_master:
+            # Its own connect() asks the sentinels with the application's retries and backoff.
+            connection.host, connection.port = await _master_of(pool)
+        await connection.connect_check_health(retry_socket_connect=False)
     writer = connection._writer
     known = getattr(connection, "_sqlmodel_cache_epoch", None)
     if known is None or known[0] is not writer:
