@@ -1,0 +1,1 @@
+"""The benchmark of sqlmodel-cache against the performance targets (``python benchmarks/bench.py``)."""
