@@ -30,8 +30,19 @@ timed block, so that a "hit" that was not a hit fails the run. Usage::
 
     python benchmarks/bench.py [--rounds N] [--ops N] [--many-ops N] [--rows N] [--no-gc] [--quick] [--json PATH]
 
-Run from the repository root as a script; it puts the root on ``sys.path`` so that its
-modules (the ``benchmarks`` package) and the test suite's server launchers import alike.
+This file parses the command line, starts the servers, runs the phases and writes the
+report; the rest of the package holds the parts: ``servers`` (servers, CPU pinning, the
+child processes), ``workload`` (the table and its rows), ``timing`` (interleaved timing and
+the counters checks), ``cases_sync``, ``cases_async`` and ``cases_cluster`` (what each phase
+measures), ``targets`` (the verdicts) and ``report`` (the JSON structure and the text).
+
+The modules import each other, and the servers of ``tests.servers``, by absolute name
+(``benchmarks.timing``), which needs the repository root on ``sys.path``. Run as a file,
+Python puts this file's directory there instead: the lines before the imports below swap it
+for the repository root, so that the modules are only ever imported as ``benchmarks.*`` and
+none shadows a top-level module. The script therefore runs from any directory, as does
+``python -m benchmarks.bench`` from the repository root, and so do the child processes it
+starts (``--plain-worker``), which run this same file.
 """
 
 from __future__ import annotations
@@ -43,55 +54,28 @@ import json
 import shlex
 import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if not __package__:
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [str(_here.parent), *(entry for entry in sys.path if Path(entry).resolve() != _here)]
+
+from benchmarks.cases_async import run_async
+from benchmarks.cases_cluster import run_cluster
+from benchmarks.cases_sync import run_sync
+from benchmarks.common import MANY, Settings
+from benchmarks.report import CASE_NOTES, entry_memory, figures, render, settings_summary, versions
+from benchmarks.servers import plain_worker, servers
+from benchmarks.timing import Results
+from benchmarks.workload import Workload
+
+if TYPE_CHECKING:
+    from tests.servers import PostgresServer, RedisServer
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks.async_phase import run_async  # noqa: E402
-from benchmarks.cluster_phase import run_cluster  # noqa: E402
-from benchmarks.common import CONCURRENCY, DEFAULT_JSON, MANY, Settings  # noqa: E402
-from benchmarks.report import case_table, cluster_summary, many_note, render, targets  # noqa: E402
-from benchmarks.state import Run  # noqa: E402
-from benchmarks.sync_phase import run_sync  # noqa: E402
-from benchmarks.workers import plain_worker  # noqa: E402
-
-
-def measure(bench: Run) -> dict[str, Any]:
-    """Every phase in turn, then the report's figures."""
-    from sqlmodel_cache import SQLModelCache
-
-    try:
-        bench.load_table()
-        bench.configure_sync()
-        try:
-            bench.fill_read_rows(bench.client)
-            run_sync(bench)
-        finally:
-            SQLModelCache.reset()
-        asyncio.run(run_async(bench))
-        run_cluster(bench)
-        memory = bench.memory()
-        versions = bench.versions()
-    finally:
-        bench.engine.dispose()
-        bench.client.close()
-    cluster = cluster_summary(bench)
-    bench.notes.append(many_note(bench))
-    return {
-        "versions": versions,
-        "cases": case_table(bench),
-        "throughput": {name: rate.summary() for name, rate in bench.rates.items()},
-        "throughput_ratio_hit_to_floor": bench.rates["async_hit_x50"].median / bench.rates["async_floor_x50"].median,
-        "memory": memory,
-        "targets": targets(bench),
-        "cluster": cluster,
-        "notes": bench.notes,
-    }
+DEFAULT_JSON = Path("benchmarks") / "results" / "latest.json"
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -134,14 +118,27 @@ def settings_from(args: argparse.Namespace) -> Settings:
     )
 
 
-@contextmanager
-def servers() -> Iterator[tuple[Any, Any]]:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
-    from tests.servers import postgres_server, redis_server
+def measure(settings: Settings, redis_server: RedisServer, postgres: PostgresServer) -> dict[str, Any]:
+    """Every phase in turn, on one table; the run's figures."""
+    from sqlmodel_cache import SQLModelCache
 
-    with redis_server() as redis_proc, postgres_server() as postgres_proc:
-        yield redis_proc, postgres_proc
+    workload = Workload(settings, redis_server.port, postgres)
+    results = Results(notes=list(CASE_NOTES))
+    try:
+        workload.load_table()
+        workload.configure_sync()
+        try:
+            workload.fill_read_rows(workload.client)
+            run_sync(workload, results)
+        finally:
+            SQLModelCache.reset()
+        asyncio.run(run_async(workload, results))
+        run_cluster(workload, results, redis_server.process.pid)
+        memory = entry_memory(workload)
+        found = versions(workload)
+    finally:
+        workload.close()
+    return figures(results, memory, found)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -153,25 +150,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from(args)
     started = time.monotonic()
     date = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
-    with servers() as (redis_proc, postgres_proc):
-        report = measure(Run(settings, redis_proc.port, postgres_proc, redis_proc.process.pid))
+    with servers() as (redis_server, postgres):
+        measured = measure(settings, redis_server, postgres)
     report = {
         "date": date,
         "command": shlex.join(["python", "benchmarks/bench.py", *sys.argv[1:]]),
-        "settings": {
-            "rounds": settings.rounds,
-            "ops": settings.ops,
-            "many_ops": settings.many_ops,
-            "many_rows": MANY,
-            "rows": settings.rows,
-            "warmup_ops": settings.warmup_ops,
-            "many_warmup_ops": settings.many_warmup_ops,
-            "concurrency": CONCURRENCY,
-            "ops_per_task": settings.per_task,
-            "gc": "disabled in timed loops" if settings.gc_off else "enabled",
-            "quick": args.quick,
-        },
-        **report,
+        "settings": settings_summary(settings, args.quick),
+        **measured,
         "elapsed_s": time.monotonic() - started,
     }
     print(render(report))

@@ -1,48 +1,29 @@
-"""Timing: owns how cases are timed (interleaved, operation by operation), what a case's
-samples are, and the checks that a timed block measured what it claims."""
+"""Timing primitives: cases interleaved operation by operation, throughput, and the counters checks.
+
+Every timed operation takes one primary key (or batch index) and runs between two reads of
+``time.perf_counter_ns``; what it needs is bound beforehand, so that the samples measure the
+operation and not the harness.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import os
 import statistics
-import sys
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from benchmarks.common import AsyncBlock, AsyncGroup, AsyncOp, BenchmarkError, SyncBlock, SyncGroup, SyncOp
+from benchmarks.common import BenchmarkError
 
-
-@contextmanager
-def redis_on_its_own_cpu(pids: Sequence[int]) -> Iterator[bool]:
-    """Every redis-server in ``pids`` on the last CPU, this process on the others, for a while.
-
-    For comparing round trips to different servers: unpinned, the kernel's choice of which
-    server process wakes next to this one (and which on an idle CPU) weighs more than the
-    code; measured here, a cluster node's round trip came out anywhere from 0.3x to 1x the
-    single server's from one run to the next. Pinned, each round trip wakes its server alike.
-    """
-    getaffinity = getattr(os, "sched_getaffinity", None)
-    setaffinity = getattr(os, "sched_setaffinity", None)
-    cpus = sorted(getaffinity(0)) if getaffinity is not None else []
-    if setaffinity is None or getaffinity is None or len(cpus) < 2:
-        yield False
-        return
-    saved = {pid: getaffinity(pid) for pid in [0, *pids]}
-    setaffinity(0, set(cpus[:-1]))
-    for pid in pids:
-        setaffinity(pid, {cpus[-1]})
-    try:
-        yield True
-    finally:
-        for pid, mask in saved.items():
-            with contextlib.suppress(OSError):  # a server may have exited
-                setaffinity(pid, mask)
+# An operation takes one primary key (or batch index); a block times one operation per key;
+# a group times several cases, one list of keys each, and returns one list of samples each.
+SyncOp = Callable[[int], object]
+SyncBlock = Callable[[list[int]], list[int]]
+AsyncOp = Callable[[int], Awaitable[object]]
+SyncGroup = Callable[[list[list[int]]], list[list[int]]]
+AsyncGroup = Callable[[list[list[int]]], Awaitable[list[list[int]]]]
 
 
 def interleaved(steps: Sequence[tuple[SyncOp, SyncOp | None]], gc_off: bool) -> SyncGroup:
@@ -79,6 +60,8 @@ def interleaved(steps: Sequence[tuple[SyncOp, SyncOp | None]], gc_off: bool) -> 
 
 
 def async_interleaved(steps: Sequence[tuple[AsyncOp, AsyncOp | None]], gc_off: bool) -> AsyncGroup:
+    """As `interleaved`, on the running event loop."""
+
     async def group(pk_lists: list[list[int]]) -> list[list[int]]:
         clock = time.perf_counter_ns
         samples: list[list[int]] = [[] for _ in steps]
@@ -105,15 +88,6 @@ def timed_block(op: SyncOp, prepare: SyncOp | None, gc_off: bool) -> SyncBlock:
     """Time ``op(pk)`` once per primary key; ``prepare(pk)`` runs before each, untimed."""
     group = interleaved([(op, prepare)], gc_off)
     return lambda pks: group([pks])[0]
-
-
-def async_timed_block(op: AsyncOp, prepare: AsyncOp | None, gc_off: bool) -> AsyncBlock:
-    group = async_interleaved([(op, prepare)], gc_off)
-
-    async def block(pks: list[int]) -> list[int]:
-        return (await group([pks]))[0]
-
-    return block
 
 
 async def concurrent_rate(op: AsyncOp, pks: list[int], tasks: int, gc_off: bool) -> float:
@@ -211,13 +185,30 @@ class CaseGroup:
             series.record(taken)
 
 
+# A case to time: its name, what it measures, and the primary keys (or batch indexes) it cycles through.
+Case = tuple[str, str, list[int]]
+
+
+@dataclass
+class Results:
+    """Every case of every phase, in the order they were defined (the report's order), and the notes."""
+
+    series: dict[str, Series] = field(default_factory=dict)
+    rates: dict[str, Rate] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def add_series(self, cases: Sequence[Case]) -> list[Series]:
+        members = []
+        for name, what, pool in cases:
+            self.series[name] = Series(name, what, pool)
+            members.append(self.series[name])
+        return members
+
+
 def rotated(items: Sequence[Any], round_index: int) -> list[Any]:
+    """``items`` turned by ``round_index``, so that no item always runs first, or after the same other."""
     shift = round_index % len(items)
     return [*items[shift:], *items[:shift]]
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def expecting(block: SyncBlock, **per_op: int) -> SyncBlock:
@@ -247,6 +238,7 @@ def expecting_group(group: SyncGroup, **per_op: int) -> SyncGroup:
 
 
 def async_expecting_group(group: AsyncGroup, **per_op: int) -> AsyncGroup:
+    """As `expecting_group`, on the running event loop."""
     from sqlmodel_cache import SQLModelCache
 
     async def checked(pk_lists: list[list[int]]) -> list[list[int]]:
@@ -258,19 +250,8 @@ def async_expecting_group(group: AsyncGroup, **per_op: int) -> AsyncGroup:
     return checked
 
 
-def async_expecting(block: AsyncBlock, **per_op: int) -> AsyncBlock:
-    from sqlmodel_cache import SQLModelCache
-
-    async def checked(pks: list[int]) -> list[int]:
-        before = SQLModelCache.stats()
-        samples = await block(pks)
-        check_counters(before, SQLModelCache.stats(), per_op, len(pks))
-        return samples
-
-    return checked
-
-
 def check_counters(before: Any, after: Any, per_op: dict[str, int], ops: int) -> None:
+    """Fail the run unless each counter in ``per_op`` grew by its value per operation, and no Redis call failed."""
     for name, each in per_op.items():
         moved = getattr(after, name) - getattr(before, name)
         if moved != each * ops:

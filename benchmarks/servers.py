@@ -1,21 +1,79 @@
-"""Child processes that time a plain ``Session.get``, one with and one without the library."""
+"""The processes a run measures against: the servers, their CPUs, and the child processes.
+
+The children measure a plain ``Session.get`` with and without the library; each runs the
+entry point in its ``--plain-worker`` mode, and so imports this module too: the servers'
+launchers are imported only by the functions that start servers, and the library only by
+the child that is to configure it.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from sqlmodel import Session, create_engine
 
-from benchmarks.common import BenchmarkError, define_model
+from benchmarks.common import BenchmarkError
 from benchmarks.timing import timed_block
+from benchmarks.workload import define_model
 
-# The entry point, which runs a child in its ``--plain-worker`` mode.
-ENTRY = Path(__file__).resolve().with_name("bench.py")
+if TYPE_CHECKING:
+    from tests.servers import PostgresServer, RedisClusterServer, RedisServer
+
+ENTRY = Path(__file__).resolve().parent / "bench.py"
+
+
+@contextmanager
+def servers() -> Iterator[tuple[RedisServer, PostgresServer]]:
+    """A redis-server and a PostgreSQL for the whole run, stopped at its end."""
+    from tests.servers import postgres_server, redis_server
+
+    with redis_server() as redis_proc, postgres_server() as postgres_proc:
+        yield redis_proc, postgres_proc
+
+
+@contextmanager
+def cluster_servers(masters: int) -> Iterator[RedisClusterServer]:
+    """A Redis Cluster of ``masters`` masters, for the cluster phase only."""
+    from tests.servers import redis_cluster
+
+    with redis_cluster(masters) as cluster:
+        yield cluster
+
+
+@contextmanager
+def redis_on_its_own_cpu(pids: Sequence[int]) -> Iterator[bool]:
+    """Every redis-server in ``pids`` on the last CPU, this process on the others, for a while.
+
+    For comparing round trips to different servers: unpinned, the kernel's choice of which
+    server process wakes next to this one (and which on an idle CPU) weighs more than the
+    code; measured here, a cluster node's round trip came out anywhere from 0.3x to 1x the
+    single server's from one run to the next. Pinned, each round trip wakes its server alike.
+    """
+    getaffinity = getattr(os, "sched_getaffinity", None)
+    setaffinity = getattr(os, "sched_setaffinity", None)
+    cpus = sorted(getaffinity(0)) if getaffinity is not None else []
+    if setaffinity is None or getaffinity is None or len(cpus) < 2:
+        yield False
+        return
+    saved = {pid: getaffinity(pid) for pid in [0, *pids]}
+    setaffinity(0, set(cpus[:-1]))
+    for pid in pids:
+        setaffinity(pid, {cpus[-1]})
+    try:
+        yield True
+    finally:
+        for pid, mask in saved.items():
+            with contextlib.suppress(OSError):  # a server may have exited
+                setaffinity(pid, mask)
 
 
 def plain_worker(url: str, redis_url: str | None, gc_off: bool) -> int:

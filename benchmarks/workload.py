@@ -1,0 +1,142 @@
+"""The benchmark's table: its model, its rows, and which rows each kind of case uses."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import TYPE_CHECKING, Any
+
+import redis
+import redis.cluster
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import registry
+from sqlmodel import Field, Session, SQLModel, create_engine
+
+from benchmarks.common import MANY, BenchmarkError, Settings
+from benchmarks.timing import check_counters
+
+if TYPE_CHECKING:
+    from tests.servers import PostgresServer
+
+TABLE = "bench_row"
+FLOOR_PREFIX = "bench:floor:"
+
+
+def define_model(cache_config: object | None) -> Any:
+    """The benchmark table in a registry of its own; ``cache_config=None`` leaves it uncached."""
+
+    class BenchBase(SQLModel, registry=registry()):
+        pass
+
+    class BenchRow(BenchBase, table=True):
+        __tablename__ = TABLE
+        __cache_config__ = cache_config
+
+        id: int | None = Field(default=None, primary_key=True)
+        name: str
+        email: str
+        score: int
+        rating: float
+        active: bool
+        created_at: dt.datetime
+        note: str | None = None
+
+    return BenchRow
+
+
+def make_rows(model: Any, count: int) -> list[Any]:
+    """Realistic rows of mixed column types, seeded: every run caches the same bytes."""
+    rng = random.Random(20240601)
+    start = dt.datetime(2024, 1, 1, 9, 30, tzinfo=dt.timezone.utc)
+    words = ["priority", "wholesale", "returning", "trial", "referral", "enterprise"]
+    return [
+        model(
+            id=i,
+            name=f"Customer {i:05d}",
+            email=f"customer{i}@example.com",
+            score=rng.randrange(10_000),
+            rating=round(rng.uniform(0, 5), 3),
+            active=i % 3 != 0,
+            created_at=start + dt.timedelta(minutes=37 * i, microseconds=i),
+            note=None if i % 4 == 0 else f"{rng.choice(words)} account since {2000 + i % 24}",
+        )
+        for i in range(1, count + 1)
+    ]
+
+
+class Workload:
+    """The table on the servers, the rows each kind of case reads, and their entries' keys."""
+
+    def __init__(self, settings: Settings, redis_port: int, postgres: PostgresServer) -> None:
+        from sqlmodel_cache import CacheConfig
+
+        self.settings = settings
+        self.redis_port = redis_port
+        self.postgres = postgres
+        self.model = define_model(CacheConfig(ttl=3600))
+        self.engine: Engine = create_engine(postgres.url("psycopg"))
+        self.client = redis.Redis(host="127.0.0.1", port=redis_port)
+        pks = list(range(1, settings.rows + 1))
+        random.Random(7).shuffle(pks)
+        tenth = max(len(pks) // 10, 1)
+        # Disjoint rows per kind of case, so that no case changes what another one finds.
+        self.read_pks = pks[: 5 * tenth]
+        self.miss_pks = pks[5 * tenth : 7 * tenth]
+        self.rmw_plain_pks = pks[7 * tenth : 8 * tenth]
+        self.rmw_cached_pks = pks[8 * tenth : 9 * tenth]
+        self.rmw_cold_pks = pks[9 * tenth :]
+        # get_many() batches: MANY distinct read rows each, a window that moves one row per batch.
+        count = len(self.read_pks)
+        if count < MANY:
+            raise BenchmarkError(f"get_many() needs {MANY} read rows, the table gives {count}")
+        self.many_batches = [[self.read_pks[(start + i) % count] for i in range(MANY)] for start in range(count)]
+        self.library_keys: dict[int, bytes] = {}
+        self.floor_keys: dict[int, bytes] = {}
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    def load_table(self) -> None:
+        metadata = self.model.metadata
+        metadata.drop_all(self.engine)
+        metadata.create_all(self.engine)
+        with Session(self.engine) as session:
+            session.add_all(make_rows(self.model, self.settings.rows))
+            session.commit()
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text(f"VACUUM ANALYZE {TABLE}"))
+
+    def configure_sync(self) -> None:
+        from sqlmodel_cache import SQLModelCache
+        from sqlmodel_cache.transport import RedisSyncTransport
+
+        SQLModelCache.configure(transport=RedisSyncTransport(self.client))
+
+    def fill_read_rows(self, client: redis.Redis | redis.cluster.RedisCluster) -> None:
+        """Cache every row the read cases use and copy each entry's bytes to a floor key.
+
+        ``client`` is on the server the configured transport uses; the keys are found on the
+        single server (the first call), and have the same names on the cluster.
+        """
+        from sqlmodel_cache import CachedSession, SQLModelCache
+
+        before = SQLModelCache.stats()
+        for pk in self.read_pks:
+            with CachedSession(self.engine) as session:
+                session.get(self.model, pk)
+        check_counters(before, SQLModelCache.stats(), {"fills": 1}, len(self.read_pks))
+        if not self.library_keys:
+            for key in self.client.scan_iter(match=f"*:{TABLE}:*", count=1000):
+                self.library_keys[int(key.rsplit(b":", 1)[1])] = key
+        for pk in self.read_pks:
+            floor_key = f"{FLOOR_PREFIX}{pk}".encode()
+            value = client.get(self.library_keys[pk])
+            if not isinstance(value, bytes):
+                raise BenchmarkError(f"row {pk} was filled but its entry is not in Redis")
+            client.set(floor_key, value)
+            self.floor_keys[pk] = floor_key
+
+    def close(self) -> None:
+        self.engine.dispose()
+        self.client.close()
