@@ -1,4 +1,4 @@
-"""Statements that change rows without the unit of work: ORM bulk UPDATE / DELETE / INSERT.
+"""Bulk statements: owns which rows an ORM bulk UPDATE / DELETE / INSERT changed, for eviction.
 
 The rows such a statement matched are evicted at commit like flushed ones. Where the
 dialect has RETURNING, the statement fetches its matched primary keys as a side channel

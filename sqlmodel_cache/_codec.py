@@ -1,4 +1,4 @@
-"""msgpack with explicit extension types, so every common column value round-trips exactly.
+"""The codec: owns msgpack with explicit extension types, so every column value round-trips exactly.
 
 msgpack has no Decimal, UUID, date/time or big-int types; each gets an extension code
 whose payload is a canonical text or byte form. ``strict_types`` keeps subclasses (an

@@ -1,4 +1,4 @@
-"""The library's exceptions: one base class, so callers can catch everything we raise."""
+"""Errors: owns the library's exceptions, under one base class that callers can catch."""
 
 from __future__ import annotations
 

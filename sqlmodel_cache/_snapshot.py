@@ -1,4 +1,4 @@
-"""The snapshot rule: may a row read now be published to the cache?
+"""The snapshot rule: owns whether a row read now may be published to the cache.
 
 A fill is safe only if the SELECT's snapshot is taken after the reader's lease. That
 holds when the SELECT starts a transaction, and under READ COMMITTED / autocommit, where

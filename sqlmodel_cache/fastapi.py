@@ -1,4 +1,4 @@
-"""FastAPI dependencies that yield a cached session per request.
+"""FastAPI: owns the dependencies that yield a cached session per request.
 
 Give the app its engine once (in the lifespan, next to ``SQLModelCache.configure()``), then
 annotate route parameters with `CachedSessionDep` or `AsyncCachedSessionDep`::
