@@ -109,12 +109,16 @@ LEASE_MANY: Final = """
 local px = ARGV[#ARGV]
 local found = {}
 for i = 1, #KEYS do
-  local current = redis.call('GET', KEYS[i])
   local expected = ARGV[2 * i]
-  if (current == false and expected == '') or current == expected then
-    redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', px)
+  if expected == '' then
+    found[i] = redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'NX', 'PX', px, 'GET')
+  else
+    local current = redis.call('GET', KEYS[i])
+    if current == expected then
+      redis.call('SET', KEYS[i], ARGV[2 * i - 1], 'PX', px)
+    end
+    found[i] = current
   end
-  found[i] = current
 end
 return found
 """

@@ -123,11 +123,29 @@ class Link:
         self.ensure()
         if callable(command):
             command = command(self.epoch)
-        self.send([command])
-        reply = self.receive(1)[0]
-        if isinstance(reply, ResponseError):
-            raise reply  # an error reply, read whole: the connection is in step
-        return reply
+        if self.owed:
+            self.send([command])
+            reply = self.receive(1)[0]
+            if isinstance(reply, ResponseError):
+                raise reply  # an error reply, read whole: the connection is in step
+            return reply
+        # The hot path, `send` and `receive` for one command with nothing owed.
+        connection = self.connection
+        try:
+            connection.send_packed_command([command], check_health=False)
+        except BaseException:
+            self.close()
+            raise
+        try:
+            return connection.read_response()
+        except ResponseError:
+            raise
+        except TimeoutError:
+            self.owed = 1
+            raise
+        except BaseException:
+            self.close()
+            raise
 
     def send(self, commands: Sequence[bytes]) -> None:
         """Send packed commands in one write; `receive` reads their replies."""
