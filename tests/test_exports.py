@@ -54,6 +54,7 @@ def test_transport_module_exports() -> None:
         "RedisSyncTransport",
         "SyncTransport",
         "Transport",
+        "TransportError",
     ]
     for name in sqlmodel_cache.transport.__all__:
         assert getattr(sqlmodel_cache.transport, name) is not None, name

@@ -12,8 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Session, select
 
 from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
-from sqlmodel_cache._errors import TransportError
-from sqlmodel_cache.transport import Answer, Answers, RedisAsyncTransport, RedisSyncTransport
+from sqlmodel_cache.transport import Answer, Answers, RedisAsyncTransport, RedisSyncTransport, TransportError
 
 from .conftest import SQLCounter
 from .models import Hero, Membership, Plain, Team

@@ -16,15 +16,12 @@ import sqlalchemy as sa
 from sqlmodel import Session
 
 from sqlmodel_cache import CachedSession, CacheStats
-from sqlmodel_cache._model import model_info
 
 from .conftest import SQLCounter
 from .models import AllTypes, Color, Size
 from .test_codec import assert_identical
 
-INFO = model_info(AllTypes)
-assert INFO is not None
-COLUMNS = INFO.attr_keys
+COLUMNS = [prop.key for prop in sa.inspect(AllTypes).column_attrs]
 UTC = dt.timezone.utc
 NEW_YORK = ZoneInfo("America/New_York")
 

@@ -5,6 +5,8 @@ and convert every Redis error into `TransportError` in one place (`_guard`), so 
 can treat any Redis failure as a miss (fail-open).
 """
 
+from sqlmodel_cache._errors import TransportError
+
 from ._async import RedisAsyncTransport
 from ._clients import DEFAULT_TIMEOUT
 from ._contract import Answer, Answers, AsyncTransport, SyncTransport, Transport
@@ -19,4 +21,5 @@ __all__ = [
     "RedisSyncTransport",
     "SyncTransport",
     "Transport",
+    "TransportError",
 ]
