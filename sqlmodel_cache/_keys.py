@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from . import _codec
 
-__all__ = ["KeyScheme", "PkEncoder", "PkPart", "pk_encoder", "pk_part_function", "pk_values"]
+__all__ = ["KeyScheme", "PkEncoder", "PkPart", "pk_encoder", "pk_part_function", "pk_typer", "pk_values"]
 
 PkEncoder = Callable[[Any], "str | None"]
 PkPart = Callable[[Sequence[Any]], "str | None"]
@@ -56,6 +56,47 @@ def pk_encoder(python_type: type | None) -> PkEncoder:
     if python_type is uuid.UUID:
         return _encode_uuid
     return _generic_encoder(python_type)
+
+
+def _int_from_text(value: Any) -> Any:
+    if type(value) is str and value.isascii() and value.lstrip("-").isdigit():
+        number = int(value)
+        if str(number) == value:  # exact: no sign, zeros or spaces the text would lose
+            return number
+    return None
+
+
+def _uuid_from_text(value: Any) -> Any:
+    if type(value) is str:
+        try:
+            return uuid.UUID(value)  # every form the database takes: hyphens, braces, urn
+        except ValueError:
+            return None
+    return None
+
+
+_FROM_TEXT: dict[type | None, Callable[[Any], Any]] = {int: _int_from_text, uuid.UUID: _uuid_from_text}
+
+
+def pk_typer(python_types: Sequence[type | None]) -> Callable[[Sequence[Any]], list[Any] | None]:
+    """The key's values in their columns' own types, from another form the database takes for
+    them too (a UUID's string forms, an integer's digits) when the conversion is exact, so
+    that one row has one key whatever form it is asked by; ``None`` when one does not convert."""
+    convert = [_FROM_TEXT.get(python_type) for python_type in python_types]
+
+    def typed(pk: Sequence[Any]) -> list[Any] | None:
+        values = []
+        for value, to_type, python_type in zip(pk, convert, python_types, strict=True):
+            if to_type is None or type(value) is python_type:
+                values.append(value)
+                continue
+            converted = to_type(value)
+            if converted is None:
+                return None
+            values.append(converted)
+        return values
+
+    return typed
 
 
 def pk_part_function(encoders: Sequence[PkEncoder]) -> PkPart:

@@ -21,7 +21,7 @@ from sqlalchemy.types import TypeDecorator
 
 from ._config import CacheConfig
 from ._errors import ConfigurationError
-from ._keys import PkPart, pk_encoder, pk_part_function
+from ._keys import PkPart, pk_encoder, pk_part_function, pk_typer
 
 __all__ = ["ModelInfo", "model_info"]
 
@@ -54,6 +54,7 @@ class ModelInfo:
     pk_positions: tuple[int, ...]
     pk_names: tuple[str, ...]  # the primary key's attribute names, in key order
     pk_part: PkPart  # the key's primary-key part of the key's values (`_keys`)
+    pk_typed: Callable[[Sequence[Any]], list[Any] | None]  # the key's values in their columns' types
     enum_columns: tuple[tuple[int, type[enum.Enum]], ...]
     # Attribute keys in the order SQLAlchemy's loader fills ``__dict__`` (SQLModel serializes
     # in ``__dict__`` order, so a cached instance must be filled the same way), and a
@@ -185,6 +186,7 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         pk_positions=pk_positions,
         pk_names=tuple(attr_keys[i] for i in pk_positions),
         pk_part=pk_part_function([pk_encoder(_python_type(columns[i][1])) for i in pk_positions]),
+        pk_typed=pk_typer([_python_type(columns[i][1]) for i in pk_positions]),
         enum_columns=enum_columns,
         fill_keys=tuple(attr_keys[position] for position in load_order),
         fill_values=_getter(load_order),

@@ -26,7 +26,7 @@ from ._lease import is_lease
 from ._model import ModelInfo, model_info
 from ._runtime import Runtime, active
 from ._snapshot import connection_is_fresh
-from ._stats import Skip
+from ._stats import Skip, logger
 from ._writes import WriteLog, peek_write_log
 
 __all__ = ["BUSY", "UNANSWERED", "GetOptions", "ReadPolicy", "SyncGetOptions", "Verdict", "plain_get_options"]
@@ -163,13 +163,27 @@ class ReadPolicy:
 
     # Per key ------------------------------------------------------------------------------
 
-    def key_of(self, pk: Sequence[Any]) -> tuple[str, str] | None:
-        """The key and its primary-key part, or ``None`` when the key's values are not cacheable."""
-        part = self.info.pk_part(pk)
-        return None if part is None else (self.stem + part, part)
+    def target(self, ident: Any) -> tuple[list[Any], str, str] | None:
+        """The key's values (in their columns' own types), the key and its primary-key part for
+        an identity as ``get()`` takes it; ``None``, counted and logged, when it is not cacheable."""
+        info = self.info
+        pk = pk_values(info.pk_names, ident)
+        if pk is None:
+            self._uncacheable(ident, "it is not one value per primary-key column")
+            return None
+        part = info.pk_part(pk)
+        if part is None:
+            typed = info.pk_typed(pk)
+            part = info.pk_part(typed) if typed is not None else None
+            if typed is None or part is None:
+                self._uncacheable(ident, "a value is not of its column's type and does not convert to it exactly")
+                return None
+            pk = typed
+        return pk, self.stem + part, part
 
-    def pk_of(self, ident: Any) -> list[Any] | None:
-        return pk_values(self.info.pk_names, ident)
+    def _uncacheable(self, ident: Any, reason: str) -> None:
+        self.runtime.counters.uncacheable += 1
+        logger.debug("not cached: %s %r: %s", self.info.cls.__name__, ident, reason)
 
     def in_identity_map(self, pk: Sequence[Any]) -> bool:
         identity = (self.info.identity_class, tuple(pk), None)

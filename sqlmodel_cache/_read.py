@@ -43,18 +43,19 @@ def _connection_for(mapper: Mapper[Any]) -> Database:
 def plan_get(session: Session, entity: Any, ident: Any, options: GetOptions, *, asynchronous: bool) -> Flow[Any] | None:
     """The flow of a ``get()`` through the cache, or ``None`` for the plain ``get()``."""
     policy = ReadPolicy.begin(session, entity, options, asynchronous=asynchronous)
-    pk = policy.pk_of(ident) if policy is not None else None
-    key_part = policy.key_of(pk) if policy is not None and pk is not None else None
-    if policy is None or pk is None or key_part is None:
+    target = policy.target(ident) if policy is not None else None
+    if policy is None or target is None:
         return None
+    pk, key, part = target
+    typed = pk[0] if len(pk) == 1 else tuple(pk)  # one row, one identity, whatever form was asked
     execution_options = options.get("execution_options", EMPTY_DICT)
     bind_arguments: Any = options.get("bind_arguments")  # only `CachedSession.get` has them
     from_database = Database(
         lambda session: Session.get(
-            session, entity, ident, execution_options=execution_options, bind_arguments=bind_arguments
+            session, entity, typed, execution_options=execution_options, bind_arguments=bind_arguments
         )
     )
-    return _read_one(policy, pk, *key_part, from_database)
+    return _read_one(policy, pk, key, part, from_database)
 
 
 def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_database: Database) -> Flow[Any]:
@@ -144,7 +145,8 @@ class _ManyRead:
         mapped = len(identity_map) > 0  # a new session (the usual case) has nothing to look up
         identity_class = self.mapper._identity_class
         for position, ident in enumerate(idents):
-            pk = pk_values(names, ident)
+            target = policy.target(ident) if policy is not None else None
+            pk = target[0] if target is not None else pk_values(names, ident)
             if pk is None:
                 raise sa.exc.InvalidRequestError(
                     f"{ident!r} is not a primary key of {entity.__name__}: give the key columns' values, "
@@ -152,14 +154,13 @@ class _ManyRead:
                 )
             identity = (identity_class, tuple(pk), None)
             if mapped and identity in identity_map:
-                self.from_identity_map.append((position, ident))
+                self.from_identity_map.append((position, tuple(pk)))
             elif identity in self.positions:
                 self.positions[identity].append(position)
             else:
                 self.positions[identity] = [position]
-                key_part = policy.key_of(pk) if policy is not None else None
-                if key_part is not None and policy is not None and policy.cache_may_answer(key_part[0]):
-                    self.cached[identity] = key_part
+                if target is not None and policy is not None and policy.cache_may_answer(target[1]):
+                    self.cached[identity] = (target[1], target[2])
                 else:
                     self.database[identity] = pk
 

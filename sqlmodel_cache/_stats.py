@@ -41,6 +41,8 @@ class CacheStats:
 
     hits: int = 0
     misses: int = 0
+    # Lookups the cache could not take (a key it cannot name): each went to the database.
+    uncacheable: int = 0
     fills: int = 0
     fills_skipped_lease_lost: int = 0
     fills_skipped_lease_busy: int = 0

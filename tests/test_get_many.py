@@ -304,3 +304,16 @@ def test_a_failed_lease_step_reads_the_database_and_fills_nothing(
         assert [h.name for h in heroes if h] == ["h1", "h2", "h3"]
     assert transport.calls == ["peek_many", "lookup_many"]  # no fill without leases
     assert stats.fills == 0 and stats.misses == 3 and stats.redis_errors == 1
+
+
+def test_keys_in_another_exact_form_are_the_typed_keys(
+    engine: sa.Engine, transport: CountingTransport, stats: CacheStats
+) -> None:
+    """Before, ``get_many(Hero, ["1"])`` answered ``[None]`` for a row that exists."""
+    seed(engine, 3)
+    for _ in range(2):
+        with CachedSession(engine) as session:
+            heroes = session.get_many(Hero, ["1", 2, "3", 1])
+            assert [h.name if h else None for h in heroes] == ["h1", "h2", "h3", "h1"]
+            assert heroes[0] is heroes[3], "one row, one instance, whatever form it was asked by"
+    assert stats.fills == 3 and stats.hits == 3 and stats.uncacheable == 0

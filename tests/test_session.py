@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -324,12 +325,33 @@ def test_composite_and_uuid_keys(engine: sa.Engine, r: redis.Redis, stats: Cache
     assert len([v for v in values if v and not v.startswith(b"\x00")]) == 2
 
 
-def test_wrongly_typed_primary_key_bypasses_cache(engine: sa.Engine, r: redis.Redis, stats: CacheStats) -> None:
-    add(engine, Hero(id=1, name="a"))
+def test_a_key_in_another_exact_form_is_cached_like_the_typed_value(
+    engine: sa.Engine, r: redis.Redis, stats: CacheStats, sql_counter: SQLCounter, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JWT ``sub`` is a UUID's string form: the database takes it, and so does the cache."""
+    import uuid
+
+    token = uuid.uuid4()
+    add(engine, Hero(id=1, name="a"), Token(id=token, label="t"))
+    forms = [str(token), token.hex, f"{{{token}}}", str(token).upper(), token.urn]
     with CachedSession(engine) as session:
-        if engine.dialect.name == "sqlite":
-            assert session.get(Hero, "1") is not None
-    assert stats.hits + stats.misses == 0
+        first = session.get(Token, forms[0])  # a miss, filled
+        assert first is not None and first.label == "t"
+        assert all(session.get(Token, form) is first for form in forms)  # the identity map, as with 1 form
+    for form in forms:
+        with CachedSession(engine) as session:
+            assert session.get(Token, form).id == token  # type: ignore[union-attr]
+    with CachedSession(engine) as session:
+        hero = session.get(Hero, "1")
+        assert hero is not None and hero is session.get(Hero, 1)
+    assert stats.fills == 2 and stats.hits == len(forms) and stats.uncacheable == 0
+    assert len(r.keys("sqlmodelcache:token:*")) == 1, "one row, one key, whatever form it was asked by"
+
+    sql_counter.reset()
+    with caplog.at_level(logging.DEBUG, logger="sqlmodel_cache"), CachedSession(engine) as session:
+        assert session.get(Hero, "01").name == "a"  # type: ignore[union-attr]  # the database takes it; not exact
+    assert stats.uncacheable == 1 and len(sql_counter.selects) == 1
+    assert any("not cached" in record.message and "'01'" in record.message for record in caplog.records)
 
 
 def test_execution_option_cache_false(engine: sa.Engine, r: redis.Redis, sql_counter: SQLCounter) -> None:
