@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import msgpack
 
-__all__ = ["ENUM_CODE", "DecodeError", "EnumName", "pack", "unpack"]
+__all__ = ["ENUM_CODE", "NO_ROW_CODE", "DecodeError", "EnumName", "NoRow", "pack", "unpack"]
 
 DECIMAL_CODE: Final = 1
 UUID_CODE: Final = 2
@@ -35,6 +35,7 @@ ENUM_CODE: Final = 8
 NAIVE_DATETIME_CODE: Final = 9  # wall-clock microseconds
 OFFSET_DATETIME_CODE: Final = 10  # wall-clock microseconds, then the fixed offset in seconds
 ZONED_DATETIME_CODE: Final = 11  # wall-clock microseconds, the fold, then the zone key
+NO_ROW_CODE: Final = 12  # in place of the columns: the key has no row (its primary-key part)
 
 _EPOCH: Final = dt.datetime(1970, 1, 1)
 _MICROSECOND: Final = dt.timedelta(microseconds=1)
@@ -45,6 +46,12 @@ _MICROS_FOLD: Final = struct.Struct(">qB")
 
 class DecodeError(Exception):
     """Bytes that are not a value this codec wrote; the caller treats them as a miss."""
+
+
+class NoRow(str):
+    """The primary-key part of a key that has no row: a negative entry's whole content."""
+
+    __slots__ = ()
 
 
 class EnumName(str):
@@ -190,6 +197,7 @@ _DECODERS: Final[dict[int, Callable[[bytes], Any]]] = {
     TIMEDELTA_CODE: _timedelta,
     BIGINT_CODE: lambda data: int(data.decode()),
     ENUM_CODE: lambda data: EnumName(data.decode()),
+    NO_ROW_CODE: lambda data: NoRow(data.decode()),
 }
 
 

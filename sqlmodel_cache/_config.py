@@ -34,16 +34,22 @@ class CacheConfig:
     """Opt a model in to caching: ``__cache_config__ = CacheConfig(ttl=600)``.
 
     ``ttl=None`` uses the ``default_ttl`` given to ``SQLModelCache.configure()``;
-    ``enabled=False`` keeps the model out of the cache without removing the line.
+    ``enabled=False`` keeps the model out of the cache without removing the line;
+    ``negative_ttl=30`` also remembers, for 30 s, that a primary key has no row (a 404, a bot
+    walking ids): a later ``get()`` of it answers ``None`` with no SQL, until an insert of it
+    through a cached session commits.
     """
 
     ttl: int | None = None
     enabled: bool = True
+    negative_ttl: int | None = None
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
             _check_ttl(self.ttl, "CacheConfig(ttl=...)")
         _check_flag(self.enabled, "CacheConfig(enabled=...)")
+        if self.negative_ttl is not None:
+            _check_ttl(self.negative_ttl, "CacheConfig(negative_ttl=...)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,14 +12,25 @@ a wrong or an evicted row.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from typing import Any, Final
 
 import msgpack
 
 from . import _codec
 from ._model import ModelInfo
 
-__all__ = ["Unusable", "decode_entry", "encode_entry"]
+__all__ = ["NO_ROW", "NoRowMark", "Unusable", "decode_entry", "encode_entry", "encode_no_row"]
+
+
+class NoRowMark:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_ROW"
+
+
+# What a negative entry says: the key has no row (``CacheConfig(negative_ttl=...)``).
+NO_ROW: Final = NoRowMark()
 
 
 class Unusable(enum.Enum):
@@ -50,13 +61,26 @@ def encode_entry(info: ModelInfo, state_dict: dict[str, Any], lifetime: bytes) -
         return None
 
 
-def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) -> list[Any] | Unusable:
-    """Column values from this model's entry for ``pk_part``, stored by ``lifetime``; else why not."""
+def encode_no_row(info: ModelInfo, pk_part: str, lifetime: bytes) -> bytes:
+    """The negative entry for a key that has no row: fingerprint, lifetime, and the key's part
+    where the columns would be, so that it too is served only for its own key."""
+    return _codec.pack([info.fingerprint, lifetime, msgpack.ExtType(_codec.NO_ROW_CODE, pk_part.encode())])
+
+
+def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) -> list[Any] | NoRowMark | Unusable:
+    """Column values from this model's entry for ``pk_part``, stored by ``lifetime``, or
+    `NO_ROW` from its negative entry; else why not."""
     try:
         values = _codec.unpack(data)
     except _codec.DecodeError:
         return Unusable.CORRUPT
-    if type(values) is not list or len(values) != info.entry_length or values[0] != info.fingerprint:
+    if type(values) is not list or not values or values[0] != info.fingerprint:
+        return Unusable.CORRUPT
+    if len(values) == _HEAD + 1 and type(values[_HEAD]) is _codec.NoRow:
+        if values[_HEAD] != pk_part:
+            return Unusable.CORRUPT
+        return NO_ROW if values[1] == lifetime else Unusable.OTHER_LIFETIME
+    if len(values) != info.entry_length:
         return Unusable.CORRUPT
     stored_by = values[1]
     del values[:_HEAD]
@@ -69,7 +93,7 @@ def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) ->
                 values[position] = enum_cls[name]
             except KeyError:
                 return Unusable.CORRUPT
-    if _codec.EnumName in map(type, values):  # an enum name in a column that is no enum
+    if _codec.EnumName in map(type, values) or _codec.NoRow in map(type, values):  # out of place
         return Unusable.CORRUPT
     if info.pk_part(info.identity_of(values)) != pk_part:
         return Unusable.CORRUPT

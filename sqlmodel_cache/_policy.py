@@ -19,7 +19,7 @@ from sqlalchemy.orm.interfaces import ORMOption
 from sqlalchemy.sql.selectable import ForUpdateParameter
 from sqlalchemy.util import EMPTY_DICT
 
-from ._entry import Unusable, decode_entry, encode_entry
+from ._entry import NO_ROW, NoRowMark, Unusable, decode_entry, encode_entry, encode_no_row
 from ._errors import ConfigurationError, TransportError
 from ._keys import pk_values
 from ._lease import is_lease
@@ -47,7 +47,7 @@ class _Verdict:
 BUSY: Final = _Verdict("BUSY")  # another reader's lease: it will fill, this reader must not
 UNANSWERED: Final = _Verdict("UNANSWERED")  # no server lifetime vouches for it (its node failed)
 
-Verdict = list[Any] | _Verdict | Unusable | None
+Verdict = list[Any] | _Verdict | NoRowMark | Unusable | None
 
 
 class GetOptions(TypedDict, total=False):
@@ -213,6 +213,8 @@ class ReadPolicy:
         verdict = _verdict(self.info, raw, part, epoch)
         if type(verdict) is list:
             self.runtime.counters.hits += 1
+        elif verdict is NO_ROW:
+            self.runtime.counters.negative_hits += 1
         elif isinstance(verdict, Unusable):
             self._unusable([verdict])
         return verdict
@@ -223,7 +225,9 @@ class ReadPolicy:
         """`judge` for many keys at once."""
         info = self.info
         verdicts = [_verdict(info, raw, part, epoch) for raw, part, epoch in zip(raws, parts, epochs, strict=True)]
-        self.runtime.counters.hits += sum(type(verdict) is list for verdict in verdicts)
+        counters = self.runtime.counters
+        counters.hits += sum(type(verdict) is list for verdict in verdicts)
+        counters.negative_hits += verdicts.count(NO_ROW)
         unusable = [verdict for verdict in verdicts if isinstance(verdict, Unusable)]
         if unusable:
             self._unusable(unusable)
@@ -251,18 +255,32 @@ class ReadPolicy:
 
     # Filling ------------------------------------------------------------------------------
 
-    def may_publish(self, verdict: Verdict) -> bool:
-        """May a row just loaded for a key whose read gave ``verdict`` be published (``None``:
-        the key was empty and this call leased it)? Counts why not."""
+    def _fill_blocked(self) -> Skip | None:
         if self.no_fill is None:
             log = peek_write_log(self.session)
             if log is not None and log.has_writes:  # the load itself autoflushed
                 self.no_fill = Skip.OWN_WRITES
-        reason = self.no_fill or (Skip.LEASE_BUSY if verdict is BUSY else None)
+        return self.no_fill
+
+    def may_publish(self, verdict: Verdict) -> bool:
+        """May a row just loaded for a key whose read gave ``verdict`` be published (``None``:
+        the key was empty and this call leased it)? Counts why not."""
+        reason = self._fill_blocked() or (Skip.LEASE_BUSY if verdict is BUSY else None)
         if reason is not None:
             self.runtime.counters.skipped(reason)
             return False
         return verdict is None
+
+    def settle_with(self, instance: Any, part: str, epoch: bytes | None) -> tuple[bytes | None, int]:
+        """What a reader settles the lease it holds with, and for how long: the loaded row's
+        entry, a negative entry when there is no row (``negative_ttl``), or ``None`` to
+        release the key; by the rules of ``get()``."""
+        if instance is not None:
+            return (self.entry_for(instance, part, epoch) if self.may_publish(None) else None), self.ttl_ms
+        negative_ttl = self.info.config.negative_ttl
+        if negative_ttl is None or epoch is None or self._fill_blocked() is not None:
+            return None, 0
+        return encode_no_row(self.info, part, epoch), negative_ttl * 1000
 
     def entry_for(self, instance: Any, part: str, epoch: bytes | None) -> bytes | None:
         """The entry to publish for a loaded row, if it really is the row ``part`` names, for

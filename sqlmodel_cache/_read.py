@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapper
 from sqlalchemy.util import EMPTY_DICT
 from sqlmodel import Session, select
 
-from ._entry import Unusable
+from ._entry import NO_ROW, Unusable
 from ._errors import TransportError
 from ._eviction import deliver_kept
 from ._flow import Database, Flow
@@ -86,6 +86,9 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     if type(verdict) is list:
         logger.debug("hit %s", key)
         return policy.info.load_into(policy.session, verdict)
+    if verdict is NO_ROW:
+        logger.debug("hit %s: no row", key)
+        return None
     policy.missed()
     held = lease is not None and raw is None  # SET ... NX took the lease
     if lease is not None and isinstance(verdict, Unusable):
@@ -103,10 +106,10 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
         if loaded is not None:
             policy.may_publish(verdict)  # counts why it is not published
         return loaded
-    # Settle the lease: publish the row, or release the key (no row, or not publishable).
-    value = policy.entry_for(loaded, part, epoch) if loaded is not None and policy.may_publish(None) else None
+    # Settle the lease: publish the row (or that there is none), or release the key.
+    value, ttl_ms = policy.settle_with(loaded, part, epoch)
     try:
-        published = yield (transport.settle, (key, lease, value, policy.ttl_ms, epoch))
+        published = yield (transport.settle, (key, lease, value, ttl_ms, epoch))
     except TransportError as exc:
         policy.redis_failed("fill", exc)
     else:
@@ -225,6 +228,8 @@ class _ManyRead:
             elif type(verdict) is list:
                 hits.append(identity)
                 rows.append(verdict)
+            elif verdict is NO_ROW:
+                self.place(identity, None)
             elif replaceable and isinstance(verdict, Unusable):
                 to_lease[identity] = key_part
                 self.replacing[identity] = raw
@@ -265,11 +270,8 @@ class _ManyRead:
         settlements: list[Settlement] = []
         epochs: list[bytes | None] = []
         for identity, (key, part, lease, epoch) in self.leased.items():
-            instance = self.loaded.get(identity)
-            publish = instance is not None and policy.may_publish(None)
-            settlements.append(
-                (key, lease, policy.entry_for(instance, part, epoch) if publish else None, policy.ttl_ms)
-            )
+            value, ttl_ms = policy.settle_with(self.loaded.get(identity), part, epoch)
+            settlements.append((key, lease, value, ttl_ms))
             epochs.append(epoch)
         return settlements, epochs
 

@@ -40,6 +40,8 @@ class CacheStats:
     """
 
     hits: int = 0
+    # Lookups answered "no such row" by a negative entry (``CacheConfig(negative_ttl=...)``).
+    negative_hits: int = 0
     misses: int = 0
     # Lookups the cache could not take (a key it cannot name): each went to the database.
     uncacheable: int = 0

@@ -118,3 +118,11 @@ class Versioned(SQLModel, table=True):
     __cache_config__ = CacheConfig()
     id: int = Field(primary_key=True)
     version: int = 0
+
+
+class Article(SQLModel, table=True):
+    """Negative caching: a lookup of an id with no row is answered from the cache too."""
+
+    __cache_config__ = CacheConfig(ttl=600, negative_ttl=30)
+    id: int = Field(primary_key=True)
+    title: str = ""

@@ -632,3 +632,19 @@ def test_datetimes_are_stored_compactly() -> None:
 def test_datetimes_at_the_edges_of_the_calendar_round_trip(value: dt.datetime) -> None:
     (back,) = _codec.unpack(_codec.pack([value]))
     assert_identical(back, value)
+
+
+def test_a_negative_entry_is_served_only_for_its_own_key_and_lifetime() -> None:
+    from sqlmodel_cache._entry import NO_ROW, encode_no_row
+
+    hero = model_info(Hero)
+    assert hero is not None
+    part, other = hero.pk_part([404]), hero.pk_part([405])
+    assert part is not None and other is not None
+    entry = encode_no_row(hero, part, LIFETIME)
+    assert decode_entry(hero, entry, part, LIFETIME) is NO_ROW
+    assert decode_entry(hero, entry, other, LIFETIME) is Unusable.CORRUPT  # copied to another key
+    assert decode_entry(hero, entry, part, b"another!") is Unusable.OTHER_LIFETIME
+    team = model_info(Team)
+    assert team is not None
+    assert decode_entry(team, entry, part, LIFETIME) is Unusable.CORRUPT  # another model's
