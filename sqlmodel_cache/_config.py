@@ -10,13 +10,15 @@ from typing import Final
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_TTL", "CacheConfig", "Settings"]
+__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_LEASE_WAIT", "DEFAULT_TTL", "CacheConfig", "Settings"]
 
 DEFAULT_TTL: Final = 300
 DEFAULT_KEY_PREFIX: Final = "sqlmodelcache"
 # How long a reader's fill lease lives: longer than any sane SELECT by one primary key,
 # short enough that a crashed reader blocks filling of its key only briefly.
 DEFAULT_LEASE_MS: Final = 5_000
+# How long a reader that finds another's lease waits for that fill (single flight).
+DEFAULT_LEASE_WAIT: Final = 0.1
 
 
 def _check_ttl(value: object, what: str) -> None:
@@ -60,8 +62,15 @@ class Settings:
     key_prefix: str = DEFAULT_KEY_PREFIX
     enabled: bool = True
     lease_ms: int = DEFAULT_LEASE_MS
+    lease_wait: float = DEFAULT_LEASE_WAIT
 
     def __post_init__(self) -> None:
+        wait = self.lease_wait
+        if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 10:
+            raise ConfigurationError(
+                f"configure(lease_wait=...) must be seconds from 0 (do not wait) to 10, got {wait!r}; "
+                "it bounds how long a reader waits for another reader's fill of the same row"
+            )
         _check_ttl(self.default_ttl, "configure(default_ttl=...)")
         prefix = self.key_prefix
         if not isinstance(prefix, str) or not prefix or any(c.isspace() for c in prefix):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _runtime
-from ._config import DEFAULT_KEY_PREFIX, DEFAULT_TTL, Settings
+from ._config import DEFAULT_KEY_PREFIX, DEFAULT_LEASE_WAIT, DEFAULT_TTL, Settings
 from ._errors import ConfigurationError
 from ._eviction import deliver, keys_for_identities
 from ._flow import run, run_async
@@ -45,15 +45,22 @@ class SQLModelCache:
         default_ttl: int = DEFAULT_TTL,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         enabled: bool = True,
+        lease_wait: float = DEFAULT_LEASE_WAIT,
     ) -> None:
-        """Install the transport and defaults that every cached session uses."""
+        """Install the transport and defaults that every cached session uses.
+
+        ``lease_wait`` (seconds): a reader that finds another reader filling the same row
+        waits up to this long for that fill and serves it, so N concurrent misses of a row
+        cost one database read; ``0`` reads the database at once instead.
+        """
         if not isinstance(transport, (RedisSyncTransport, RedisAsyncTransport)):
             raise ConfigurationError(
                 "SQLModelCache.configure(transport=...) needs a RedisSyncTransport(redis.Redis(...)) "
                 "or a RedisAsyncTransport(redis.asyncio.Redis(...)) from sqlmodel_cache.transport, "
                 f"got {type(transport).__name__}"
             )
-        _runtime.start(transport, Settings(default_ttl=default_ttl, key_prefix=key_prefix, enabled=enabled))
+        settings = Settings(default_ttl=default_ttl, key_prefix=key_prefix, enabled=enabled, lease_wait=lease_wait)
+        _runtime.start(transport, settings)
 
     @classmethod
     def reset(cls, *, drop_pending_evictions: bool = False) -> None:

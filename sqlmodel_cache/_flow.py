@@ -11,6 +11,8 @@ policy turns it into a miss.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -22,7 +24,7 @@ from ._errors import TransportError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
-__all__ = ["Database", "Flow", "Redis", "call_blocking", "call_in_greenlet", "run", "run_async"]
+__all__ = ["Database", "Flow", "Redis", "Sleep", "call_blocking", "call_in_greenlet", "run", "run_async"]
 
 T = TypeVar("T")
 
@@ -40,7 +42,17 @@ class Database:
         self.function = function
 
 
-Flow = Generator["Redis | Database", Any, T]
+class Sleep:
+    """Wait ``seconds`` (a thread sleeps, a task yields to its loop): a reader waiting for
+    another reader's fill."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+
+Flow = Generator["Redis | Database | Sleep", Any, T]
 
 
 def call_blocking(step: Redis) -> Any:
@@ -71,6 +83,8 @@ def run(flow: Flow[T], session: Session | None, call: Callable[[Redis], Any] = c
                 reply = call(step)
             except TransportError as exc:
                 failure = exc
+        elif isinstance(step, Sleep):
+            time.sleep(step.seconds)
         else:
             assert session is not None and isinstance(step, Database)
             reply = step.function(session)
@@ -93,6 +107,8 @@ async def run_async(flow: Flow[T], session: AsyncSession | None) -> T:
                 reply = await method(*arguments)
             except TransportError as exc:
                 failure = exc
+        elif isinstance(step, Sleep):
+            await asyncio.sleep(step.seconds)
         else:
             assert session is not None and isinstance(step, Database)
             reply = await greenlet_spawn(step.function, session.sync_session)

@@ -13,6 +13,7 @@ more.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,10 +25,10 @@ from sqlmodel import Session, select
 from ._entry import NO_ROW, Unusable
 from ._errors import TransportError
 from ._eviction import deliver_kept
-from ._flow import Database, Flow
+from ._flow import Database, Flow, Sleep
 from ._keys import pk_values
 from ._lease import Settlement, new_lease, new_leases, took_lease
-from ._policy import BUSY, GetOptions, ReadPolicy
+from ._policy import BUSY, GetOptions, ReadPolicy, Verdict
 from ._stats import logger
 from .transport import Answers
 
@@ -89,6 +90,13 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     if verdict is NO_ROW:
         logger.debug("hit %s: no row", key)
         return None
+    if verdict is BUSY and runtime.settings.lease_wait:
+        # Single flight: another reader is filling this row; its fill is served, not a SELECT.
+        verdict, raw, epoch = yield from _wait_for_fill(policy, key, part, lease)
+        if type(verdict) is list:
+            return policy.info.load_into(policy.session, verdict)
+        if verdict is NO_ROW:
+            return None
     policy.missed()
     held = lease is not None and raw is None  # SET ... NX took the lease
     if lease is not None and isinstance(verdict, Unusable):
@@ -117,6 +125,48 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
             policy.filled(int(published), int(not published))
             logger.debug("filled %s" if published else "lease lost, not filled: %s", key)
     return loaded
+
+
+def _wait_for_fill(
+    policy: ReadPolicy, key: str, part: str, lease: bytes | None
+) -> Flow[tuple[Verdict, bytes | None, bytes | None]]:
+    """Wait up to ``lease_wait`` for another reader's fill of ``key``; what the key holds then.
+
+    A reader that may fill asks with its own lease, so that a key the other reader released
+    (no row, a lost lease, an eviction) becomes this reader's to fill, in the same command.
+    The holder's lease was taken after every eviction that came before this reader, so its
+    fill is never older than a commit that finished before this reader started.
+    """
+    runtime = policy.runtime
+    transport, counters = runtime.transport, runtime.counters
+    counters.lease_waits += 1
+    deadline = time.monotonic() + runtime.settings.lease_wait
+    pause = _FIRST_PAUSE
+    while (left := deadline - time.monotonic()) > 0:
+        yield Sleep(min(pause, left))
+        pause = min(2 * pause, _LONGEST_PAUSE)
+        try:
+            if lease is not None:
+                raw, epoch = yield (transport.lookup, (key, lease, runtime.settings.lease_ms))
+            else:
+                raw, epoch = yield (transport.peek, (key,))
+        except TransportError as exc:
+            policy.redis_failed("lookup", exc)
+            break
+        verdict = policy.judge(raw, part, epoch)
+        if verdict is not BUSY:
+            if type(verdict) is list or verdict is NO_ROW:
+                counters.lease_wait_hits += 1
+            return verdict, raw, epoch
+    logger.debug(
+        "waited %.3f s for another reader's fill of %s: reading the database", runtime.settings.lease_wait, key
+    )
+    return BUSY, None, None
+
+
+# How often a waiting reader looks again: soon at first (a fill takes one SELECT), then less.
+_FIRST_PAUSE = 0.001
+_LONGEST_PAUSE = 0.01
 
 
 def _get(entity: type, ident: Any, execution_options: Mapping[str, Any]) -> Database:

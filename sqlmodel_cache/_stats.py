@@ -43,6 +43,10 @@ class CacheStats:
     # Lookups answered "no such row" by a negative entry (``CacheConfig(negative_ttl=...)``).
     negative_hits: int = 0
     misses: int = 0
+    # Readers that found another reader filling their row and waited for it, and of those,
+    # the ones served by that fill (``configure(lease_wait=...)``).
+    lease_waits: int = 0
+    lease_wait_hits: int = 0
     # Lookups the cache could not take (a key it cannot name): each went to the database.
     uncacheable: int = 0
     fills: int = 0
