@@ -59,16 +59,23 @@ def pause(process: Any, rng: random.Random, seconds: float = 0.3) -> Scenario:
 
 
 def sentinel_failover(deployment: SentinelDeployment, rng: random.Random) -> Scenario:
-    """Kill -9 the master; Sentinel promotes the replica; the old master rejoins as a replica."""
+    """Kill -9 the master; Sentinel promotes the replica; the old master rejoins as a replica,
+    and the next failover waits until it has synced (a replica that has not cannot be
+    promoted: that would be a dead deployment, not a failover)."""
 
     def run(stop: threading.Event, log: Callable[[str], None]) -> None:
-        while not stop.wait(rng.uniform(3.0, 6.0)):
+        while not stop.wait(rng.uniform(4.0, 8.0)):
             old = deployment.master_port()
             new = deployment.failover()
             log(f"failover {old} -> {new}")
             deployment.rejoin(old)
-            deployment.wait_replica_synced()
-            log(f"{old} rejoined as a replica")
+            while not stop.is_set():
+                try:
+                    deployment.wait_replica_synced(timeout=5.0)
+                except RuntimeError:
+                    continue  # Sentinel is still reconfiguring it
+                log(f"{old} rejoined as a replica")
+                break
 
     return run
 
