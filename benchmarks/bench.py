@@ -64,6 +64,7 @@ if not __package__:
 
 from benchmarks.cases_async import run_async
 from benchmarks.cases_cluster import run_cluster
+from benchmarks.cases_herd import run_herd
 from benchmarks.cases_sync import run_sync
 from benchmarks.common import MANY, Settings
 from benchmarks.report import CASE_NOTES, entry_memory, figures, render, settings_summary, versions
@@ -133,12 +134,13 @@ def measure(settings: Settings, redis_server: RedisServer, postgres: PostgresSer
         finally:
             SQLModelCache.reset()
         asyncio.run(run_async(workload, results))
+        herd = run_herd(workload, settings.rounds)
         run_cluster(workload, results, redis_server.process.pid)
         memory = entry_memory(workload)
         found = versions(workload)
     finally:
         workload.close()
-    return figures(results, memory, found)
+    return figures(results, memory, found, herd)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -129,9 +129,15 @@ def single_groups(workload: Workload, ops: SyncOps, children: ChildPair, gc_off:
                 ("floor", "raw GET + msgpack.unpackb", read),
                 ("rtt", "raw PING", read),
                 ("hit", "CachedSession.get, cached", read),
+                ("negative_hit", "CachedSession.get, cached: no such row", workload.absent_pks),
             ],
             expecting_group(
-                interleaved([(ops.floor, None), (ops.rtt, None), (ops.cached_get, None)], gc_off), hits=1, misses=0
+                interleaved(
+                    [(ops.floor, None), (ops.rtt, None), (ops.cached_get, None), (ops.cached_get, None)], gc_off
+                ),
+                hits=1,
+                negative_hits=1,
+                misses=0,
             ),
         ),
         (

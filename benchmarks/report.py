@@ -34,7 +34,7 @@ CASE_NOTES = [
 ]
 
 
-def figures(results: Results, memory: dict[str, Any], versions: dict[str, str]) -> dict[str, Any]:
+def figures(results: Results, memory: dict[str, Any], versions: dict[str, str], herd: dict[str, Any]) -> dict[str, Any]:
     """What the run measured; the notes end with the cluster's and get_many()'s summaries."""
     cluster = cluster_summary(results.series)
     results.notes.append(cluster_note(cluster))
@@ -46,7 +46,8 @@ def figures(results: Results, memory: dict[str, Any], versions: dict[str, str]) 
         "throughput": {name: rate.summary() for name, rate in rates.items()},
         "throughput_ratio_hit_to_floor": rates["async_hit_x50"].median / rates["async_floor_x50"].median,
         "memory": memory,
-        "targets": targets(results.series),
+        "targets": targets(results.series, herd),
+        "herd": herd,
         "cluster": cluster,
         "notes": results.notes,
     }
@@ -186,6 +187,8 @@ def render(report: dict[str, Any]) -> str:
         "",
         *throughput_lines(report),
         "",
+        *herd_lines(report["herd"]),
+        "",
         memory_line(report["memory"]),
         "",
         *(f"note: {note}" for note in report["notes"]),
@@ -219,6 +222,16 @@ def throughput_lines(report: dict[str, Any]) -> list[str]:
     for name, rate in report["throughput"].items():
         lines.append(f"  {name:<20}{rate['median_ops_per_s']:>10.0f} ops/s  {rate['what']}")
     lines.append(f"  hit / floor throughput: {report['throughput_ratio_hit_to_floor']:.2f}")
+    return lines
+
+
+def herd_lines(herd: dict[str, Any]) -> list[str]:
+    lines = [f"herds of {next(iter(herd.values()))['readers']} threads on one cold row (median over herds):"]
+    for name, variant in herd.items():
+        lines.append(
+            f"  {name:<14}{variant['median_selects']:>5g} SELECTs (max {variant['max_selects']}), latency median"
+            f" {variant['median_latency_us']:.0f} µs, max {variant['max_latency_us']:.0f} µs  {variant['what']}"
+        )
     return lines
 
 

@@ -23,6 +23,8 @@ PLAIN_TOLERANCE = 0.05
 MANY_MISS_TOLERANCE = 0.03
 # The cluster's hit is compared with the single server's, interleaved in one phase.
 CLUSTER_TOLERANCE = 0.05
+NEGATIVE_HIT_LIMIT = 1.5
+HERD_SELECTS_LIMIT = 2
 
 
 def ratios(
@@ -72,7 +74,7 @@ def target(
     }
 
 
-def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
+def targets(series: dict[str, Series], herd: dict[str, Any]) -> list[dict[str, Any]]:
     ratio = functools.partial(ratios, series)
     verdicts = []
     for prefix, label in (("", ""), ("async_", "async ")):
@@ -105,6 +107,18 @@ def targets(series: dict[str, Series]) -> list[dict[str, Any]]:
             *ratio("many_miss", "plain_select_in", rtt="rtt_with_many", rtts=MANY_MISS_RTTS),
             1.0,
             tolerance=MANY_MISS_TOLERANCE,
+        )
+    )
+    verdicts.append(
+        target(f"negative_hit <= {NEGATIVE_HIT_LIMIT} x floor", *ratio("negative_hit", "floor"), NEGATIVE_HIT_LIMIT)
+    )
+    selects = [float(count) for count in herd["single_flight"]["selects_per_herd"]]
+    verdicts.append(
+        target(
+            f"SELECTs per herd of 32 on a cold row <= {HERD_SELECTS_LIMIT}",
+            selects,
+            herd["single_flight"]["median_selects"],
+            HERD_SELECTS_LIMIT,
         )
     )
     verdicts.append(

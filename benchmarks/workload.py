@@ -73,7 +73,7 @@ class Workload:
         self.settings = settings
         self.redis_port = redis_port
         self.postgres = postgres
-        self.model = define_model(CacheConfig(ttl=3600))
+        self.model = define_model(CacheConfig(ttl=3600, negative_ttl=3600))
         self.engine: Engine = create_engine(postgres.url("psycopg"))
         self.client = redis.Redis(host="127.0.0.1", port=redis_port)
         pks = list(range(1, settings.rows + 1))
@@ -85,6 +85,10 @@ class Workload:
         self.rmw_plain_pks = pks[7 * tenth : 8 * tenth]
         self.rmw_cached_pks = pks[8 * tenth : 9 * tenth]
         self.rmw_cold_pks = pks[9 * tenth :]
+        # Primary keys with no row: the negative hits.
+        self.absent_pks = list(range(settings.rows + 1, settings.rows + 1 + len(self.read_pks)))
+        # The row a herd of readers misses at once.
+        self.herd_pk = self.miss_pks[0]
         # get_many() batches: MANY distinct read rows each, a window that moves one row per batch.
         count = len(self.read_pks)
         if count < MANY:
@@ -126,9 +130,12 @@ class Workload:
             with CachedSession(self.engine) as session:
                 session.get(self.model, pk)
         check_counters(before, SQLModelCache.stats(), {"fills": 1}, len(self.read_pks))
+        for pk in self.absent_pks:  # negative entries: the key has no row
+            with CachedSession(self.engine) as session:
+                session.get(self.model, pk)
         if not self.library_keys:
-            for key in self.client.scan_iter(match=f"*:{TABLE}:*", count=1000):
-                self.library_keys[int(key.rsplit(b":", 1)[1])] = key
+            for pk in self.read_pks:
+                self.library_keys[pk] = SQLModelCache.cache_key(self.model, pk).encode()
         for pk in self.read_pks:
             floor_key = f"{FLOOR_PREFIX}{pk}".encode()
             value = client.get(self.library_keys[pk])
