@@ -13,6 +13,7 @@ For FastAPI, see ``examples/fastapi_app.py``.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import tempfile
 import time
@@ -48,6 +49,9 @@ def redis_clients() -> tuple[redis.Redis, Any]:
         return redis.Redis.from_url(url), redis.asyncio.Redis.from_url(url)
     import fakeredis
 
+    # The fake answers no INFO, so the cache cannot tie entries to a server lifetime and says
+    # so once; a process-local fake has no restart or failover to guard against.
+    logging.getLogger("sqlmodel_cache").setLevel(logging.ERROR)
     server = fakeredis.FakeServer()
     return fakeredis.FakeRedis(server=server), fakeredis.FakeAsyncRedis(server=server)
 
