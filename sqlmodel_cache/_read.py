@@ -90,15 +90,16 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     if verdict is NO_ROW:
         logger.debug("hit %s: no row", key)
         return None
+    held = lease is not None and raw is None  # SET ... NX took the lease
     if verdict is BUSY and runtime.settings.lease_wait:
         # Single flight: another reader is filling this row; its fill is served, not a SELECT.
-        verdict, raw, epoch = yield from _wait_for_fill(policy, key, part, lease)
+        [(verdict, raw, epoch, taken)] = yield from _wait_for_fills(policy, [key], [part], lease is not None)
         if type(verdict) is list:
             return policy.info.load_into(policy.session, verdict)
         if verdict is NO_ROW:
             return None
+        held, lease = taken is not None, taken
     policy.missed()
-    held = lease is not None and raw is None  # SET ... NX took the lease
     if lease is not None and isinstance(verdict, Unusable):
         # Replace what no reader may serve at once: a lease over exactly the bytes found.
         found = raw
@@ -127,41 +128,56 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     return loaded
 
 
-def _wait_for_fill(
-    policy: ReadPolicy, key: str, part: str, lease: bytes | None
-) -> Flow[tuple[Verdict, bytes | None, bytes | None]]:
-    """Wait up to ``lease_wait`` for another reader's fill of ``key``; what the key holds then.
+# A waited key's outcome: its verdict, what it held, the lifetime that said so, and the lease
+# this reader took there meanwhile (``None`` if none).
+Waited = tuple[Verdict, "bytes | None", "bytes | None", "bytes | None"]
 
-    A reader that may fill asks with its own lease, so that a key the other reader released
-    (no row, a lost lease, an eviction) becomes this reader's to fill, in the same command.
-    The holder's lease was taken after every eviction that came before this reader, so its
-    fill is never older than a commit that finished before this reader started.
+
+def _wait_for_fills(policy: ReadPolicy, keys: list[str], parts: list[str], may_fill: bool) -> Flow[list[Waited]]:
+    """Wait up to ``lease_wait`` for other readers' fills of ``keys``; what each holds then.
+
+    A reader that may fill asks with leases of its own, so that a key the other reader
+    released (no row, a lost lease, an eviction) becomes this reader's to fill, in the same
+    command. The holder's lease was taken after every eviction that came before this reader,
+    so its fill is never older than a commit that finished before this reader started.
     """
     runtime = policy.runtime
     transport, counters = runtime.transport, runtime.counters
-    counters.lease_waits += 1
+    counters.lease_waits += len(keys)
+    outcomes: list[Waited] = [(BUSY, None, None, None)] * len(keys)
+    waiting = list(range(len(keys)))
     deadline = time.monotonic() + runtime.settings.lease_wait
     pause = _FIRST_PAUSE
-    while (left := deadline - time.monotonic()) > 0:
+    while waiting and (left := deadline - time.monotonic()) > 0:
         yield Sleep(min(pause, left))
         pause = min(2 * pause, _LONGEST_PAUSE)
+        asked = [keys[i] for i in waiting]
+        leases: list[bytes | None] = [*new_leases(len(asked))] if may_fill else [None] * len(asked)
         try:
-            if lease is not None:
-                raw, epoch = yield (transport.lookup, (key, lease, runtime.settings.lease_ms))
+            if may_fill:
+                lookup = (asked, leases, [None] * len(asked), runtime.settings.lease_ms)
+                answers = yield (transport.lookup_many, lookup)
             else:
-                raw, epoch = yield (transport.peek, (key,))
+                answers = yield (transport.peek_many, (asked,))
         except TransportError as exc:
             policy.redis_failed("lookup", exc)
             break
-        verdict = policy.judge(raw, part, epoch)
-        if verdict is not BUSY:
+        verdicts = policy.judge_many(answers.values, [parts[i] for i in waiting], answers.epochs)
+        still = []
+        for i, verdict, raw, epoch, lease in zip(
+            waiting, verdicts, answers.values, answers.epochs, leases, strict=True
+        ):
+            if verdict is BUSY:
+                still.append(i)
+                continue
             if type(verdict) is list or verdict is NO_ROW:
                 counters.lease_wait_hits += 1
-            return verdict, raw, epoch
-    logger.debug(
-        "waited %.3f s for another reader's fill of %s: reading the database", runtime.settings.lease_wait, key
-    )
-    return BUSY, None, None
+            held = lease if verdict is None and epoch is not None else None
+            outcomes[i] = (verdict, raw, epoch, held)
+        waiting = still
+    if waiting:
+        logger.debug("no fill of %d keys within lease_wait: reading the database", len(waiting))
+    return outcomes
 
 
 # How often a waiting reader looks again: soon at first (a fill takes one SELECT), then less.
@@ -188,7 +204,8 @@ class _ManyRead:
         self.leased: dict[Identity, tuple[str, str, bytes, bytes | None]] = {}  # leases held, with their lifetime
         self.replacing: dict[Identity, bytes] = {}  # values no reader may serve, to lease over
         self.unleased: list[Identity] = []  # missed where this call may not fill
-        self.busy: list[Identity] = []  # another reader's lease was there
+        self.busy: list[Identity] = []  # another reader's lease was there, and stayed
+        self.waiting: dict[Identity, tuple[str, str]] = {}  # another reader's lease was there
         self.loaded: dict[Any, Any] = {}
         if policy is not None:
             names: Sequence[str] = policy.info.pk_names
@@ -261,6 +278,8 @@ class _ManyRead:
             policy.redis_failed("lookup", exc)  # whichever step failed, what it asked goes to the SELECT
         policy.missed(len(asked))
         self.to_database(asked)
+        if self.waiting:
+            yield from self.wait_for_fills(policy)
 
     def sort(
         self, policy: ReadPolicy, asked: dict[Identity, tuple[str, str]], answers: Any, *, replaceable: bool
@@ -283,14 +302,42 @@ class _ManyRead:
             elif replaceable and isinstance(verdict, Unusable):
                 to_lease[identity] = key_part
                 self.replacing[identity] = raw
+            elif verdict is BUSY:
+                self.waiting[identity] = key_part  # another reader is filling it
             else:
                 policy.missed()
-                if verdict is BUSY:
-                    self.busy.append(identity)
                 self.database[identity] = list(identity[1])
         for identity, instance in zip(hits, policy.info.load_rows(self.session, rows), strict=True):
             self.place(identity, instance)
         return to_lease
+
+    def wait_for_fills(self, policy: ReadPolicy) -> Flow[None]:
+        """Single flight: the keys other readers are filling are served by those fills, if they
+        come within ``lease_wait``; else they go to the SELECT, as keys this call leased when
+        the other reader released them."""
+        waiting, self.waiting = self.waiting, {}
+        if policy.runtime.settings.lease_wait:
+            keys, parts = [key for key, _ in waiting.values()], [part for _, part in waiting.values()]
+            outcomes = yield from _wait_for_fills(policy, keys, parts, policy.no_fill is None)
+        else:
+            outcomes = [(BUSY, None, None, None)] * len(waiting)
+        hits: list[Identity] = []
+        rows: list[list[Any]] = []
+        for (identity, (key, part)), (verdict, _, epoch, lease) in zip(waiting.items(), outcomes, strict=True):
+            if type(verdict) is list:
+                hits.append(identity)
+                rows.append(verdict)
+            elif verdict is NO_ROW:
+                self.place(identity, None)
+            else:
+                policy.missed()
+                self.database[identity] = list(identity[1])
+                if lease is not None:
+                    self.leased[identity] = (key, part, lease, epoch)
+                elif verdict is BUSY:
+                    self.busy.append(identity)
+        for identity, instance in zip(hits, policy.info.load_rows(self.session, rows), strict=True):
+            self.place(identity, instance)
 
     def to_database(self, identities: Iterable[Identity]) -> None:
         for identity in identities:

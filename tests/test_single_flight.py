@@ -25,7 +25,9 @@ from .servers import PostgresServer
 THREADS = 32
 TASKS = 50
 SLOW_SELECT = 0.05  # the first SELECT of the row: long enough that every reader misses while it runs
-BOUND = 0.1
+# The transport's bound: the herds test single flight, not the bound, on a loaded 2-CPU machine
+# where 50 tasks' first calls (each a new connection) may take longer than the default 100 ms.
+BOUND = 0.5
 
 
 class HeroSelects:
@@ -66,8 +68,8 @@ def sync_cache(real_redis: redis.Redis) -> redis.Redis:
     return real_redis
 
 
-def herd(engine: sa.Engine, readers: int) -> list[float]:
-    """``readers`` threads behind a barrier, each a new session's get() of row 1."""
+def herd(engine: sa.Engine, readers: int, many: bool = False) -> list[float]:
+    """``readers`` threads behind a barrier, each a new session's get() of row 1 (or get_many())."""
     barrier = threading.Barrier(readers)
     took: list[float] = []
     errors: list[BaseException] = []
@@ -77,7 +79,7 @@ def herd(engine: sa.Engine, readers: int) -> list[float]:
             barrier.wait()
             start = time.perf_counter()
             with CachedSession(engine) as session:
-                hero = session.get(Hero, 1)
+                hero = session.get_many(Hero, [1])[0] if many else session.get(Hero, 1)
                 assert hero is not None and hero.name == "hot"
             took.append(time.perf_counter() - start)
         except BaseException as error:
@@ -100,6 +102,15 @@ def test_a_thread_herd_on_a_cold_row_costs_one_select(
     assert selects.count <= 2, f"{selects.count} SELECTs for {THREADS} readers of one cold row"
     assert stats.lease_waits >= THREADS - 2 and stats.lease_wait_hits >= THREADS - 2
     assert max(took) < SLOW_SELECT + 0.1 + BOUND + 0.5, max(took)
+
+
+def test_a_get_many_herd_on_a_cold_row_costs_one_select(
+    seeded: sa.Engine, sync_cache: redis.Redis, stats: CacheStats
+) -> None:
+    with HeroSelects(seeded) as selects:
+        herd(seeded, THREADS, many=True)
+    assert selects.count <= 2, f"{selects.count} SELECTs for {THREADS} get_many() of one cold row"
+    assert stats.lease_wait_hits >= THREADS - 2
 
 
 def test_without_lease_wait_every_reader_reads_the_database(
@@ -126,7 +137,9 @@ async def test_an_asyncio_herd_on_a_cold_row_costs_one_select(
 
     with HeroSelects(engine.sync_engine) as selects:
         took = await asyncio.gather(*(read() for _ in range(TASKS)))
-    assert selects.count <= 2, f"{selects.count} SELECTs for {TASKS} tasks reading one cold row"
+    assert selects.count <= 2, (
+        f"{selects.count} SELECTs for {TASKS} tasks reading one cold row: {SQLModelCache.stats()}"
+    )
     assert stats.lease_wait_hits >= TASKS - 2
     assert max(took) < SLOW_SELECT + 0.1 + BOUND + 1.0, max(took)
     await engine.dispose()
