@@ -28,6 +28,9 @@ SLOW_SELECT = 0.05  # the first SELECT of the row: long enough that every reader
 # The transport's bound: the herds test single flight, not the bound, on a loaded 2-CPU machine
 # where 50 tasks' first calls (each a new connection) may take longer than the default 100 ms.
 BOUND = 0.5
+# How long a herd waits for its one fill: the default 0.1 s holds here alone, not always on a
+# CI machine that runs the servers and the suite on 2 CPUs; the herds test the mechanism.
+HERD_WAIT = 1.0
 
 
 class HeroSelects:
@@ -95,21 +98,25 @@ def herd(engine: sa.Engine, readers: int, many: bool = False) -> list[float]:
 
 
 def test_a_thread_herd_on_a_cold_row_costs_one_select(
-    seeded: sa.Engine, sync_cache: redis.Redis, stats: CacheStats
+    seeded: sa.Engine, real_redis: redis.Redis, stats: CacheStats
 ) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis, timeout=BOUND), lease_wait=HERD_WAIT)
     with HeroSelects(seeded) as selects:
         took = herd(seeded, THREADS)
     assert selects.count <= 2, f"{selects.count} SELECTs for {THREADS} readers of one cold row"
     assert stats.lease_waits >= THREADS - 2 and stats.lease_wait_hits >= THREADS - 2
-    assert max(took) < SLOW_SELECT + 0.1 + BOUND + 0.5, max(took)
+    assert max(took) < SLOW_SELECT + HERD_WAIT + BOUND + 0.5, max(took)
 
 
 def test_a_get_many_herd_on_a_cold_row_costs_one_select(
-    seeded: sa.Engine, sync_cache: redis.Redis, stats: CacheStats
+    seeded: sa.Engine, real_redis: redis.Redis, stats: CacheStats
 ) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis, timeout=BOUND), lease_wait=HERD_WAIT)
     with HeroSelects(seeded) as selects:
         herd(seeded, THREADS, many=True)
-    assert selects.count <= 2, f"{selects.count} SELECTs for {THREADS} get_many() of one cold row"
+    assert selects.count <= 2, (
+        f"{selects.count} SELECTs for {THREADS} get_many() of one cold row: {SQLModelCache.stats()}"
+    )
     assert stats.lease_wait_hits >= THREADS - 2
 
 
@@ -125,7 +132,7 @@ def test_without_lease_wait_every_reader_reads_the_database(
 async def test_an_asyncio_herd_on_a_cold_row_costs_one_select(
     seeded: sa.Engine, postgres_proc: PostgresServer, async_real_redis: Any, stats: CacheStats
 ) -> None:
-    SQLModelCache.configure(transport=RedisAsyncTransport(async_real_redis, timeout=BOUND))
+    SQLModelCache.configure(transport=RedisAsyncTransport(async_real_redis, timeout=BOUND), lease_wait=HERD_WAIT)
     engine = create_async_engine(postgres_proc.url("asyncpg"), pool_size=TASKS)
 
     async def read() -> float:
@@ -141,7 +148,7 @@ async def test_an_asyncio_herd_on_a_cold_row_costs_one_select(
         f"{selects.count} SELECTs for {TASKS} tasks reading one cold row: {SQLModelCache.stats()}"
     )
     assert stats.lease_wait_hits >= TASKS - 2
-    assert max(took) < SLOW_SELECT + 0.1 + BOUND + 1.0, max(took)
+    assert max(took) < SLOW_SELECT + HERD_WAIT + BOUND + 1.0, max(took)
     await engine.dispose()
 
 
