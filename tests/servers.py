@@ -105,6 +105,8 @@ def _start_redis_process(port: int, directory: Path, *extra: str) -> subprocess.
         [
             *(redis_binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory)),
             *("--save", "", "--appendonly", "no", "--daemonize", "no", "--protected-mode", "yes"),
+            # A replica's full sync starts at once (Redis 7.0 waits 5 s by default).
+            *("--repl-diskless-sync-delay", "0"),
             *extra,
         ],
         stdout=subprocess.DEVNULL,
