@@ -19,7 +19,8 @@ from typing_extensions import Unpack
 
 from ._flow import run_async
 from ._policy import GetOptions, plain_get_options
-from ._read import plan_get, plan_many
+from ._read import plan_get
+from ._read_many import plan_many
 from ._writes import install_write_tracking
 
 __all__ = ["AsyncCachedSession"]

@@ -13,7 +13,8 @@ from typing_extensions import Unpack
 
 from ._flow import run
 from ._policy import SyncGetOptions, plain_get_options
-from ._read import plan_get, plan_many
+from ._read import plan_get
+from ._read_many import plan_many
 from ._writes import install_write_tracking
 
 __all__ = ["CachedSession"]
