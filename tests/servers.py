@@ -278,7 +278,15 @@ class SentinelDeployment:
             time.sleep(0.1)
 
     def failover(self, timeout: float = 60.0, after_kill: Callable[[], None] | None = None) -> int:
-        """Kill -9 the master and wait until Sentinel has promoted the replica; its port."""
+        """Kill -9 the master and have Sentinel promote the replica at once; the new port.
+
+        The promotion is asked for (``SENTINEL FAILOVER``) rather than left to Sentinel's
+        failure detection, which is set far above any stall of a loaded machine: a master that
+        only missed pings for a second would be "failed over" while alive, and clients still
+        connected to it would go on writing there, a split brain no client can see (Redis
+        documents that writes to such a master are lost). The deployment fails over when, and
+        only when, a test kills its master.
+        """
         import redis
 
         old = self.master_port()
@@ -288,12 +296,20 @@ class SentinelDeployment:
         if after_kill is not None:
             after_kill()
         deadline = time.monotonic() + timeout
+        asked = 0.0
         while True:
             port = self.master_port()
             if port != old:
                 with contextlib.suppress(redis.RedisError), redis.Redis(port=port) as master:
                     if master.role()[0] == b"master":
                         return port
+            elif time.monotonic() - asked > 5.0:  # not asked yet, or that failover was aborted
+                try:
+                    with redis.Redis(port=self.sentinel_port) as sentinel:
+                        sentinel.execute_command("SENTINEL", "FAILOVER", self.name)
+                    asked = time.monotonic()
+                except redis.ResponseError:
+                    pass  # INPROG, or NOGOODSLAVE until Sentinel has seen the replica again
             if time.monotonic() > deadline:
                 raise RuntimeError("Sentinel did not fail over within the deadline")
             time.sleep(0.1)
@@ -313,7 +329,8 @@ class SentinelDeployment:
 
 @contextlib.contextmanager
 def sentinel_deployment() -> Iterator[SentinelDeployment]:
-    """A master and a replica, and one Sentinel (quorum 1) that fails over within seconds."""
+    """A master and a replica, and one Sentinel (quorum 1) that fails over when asked to
+    (`SentinelDeployment.failover`), never on its own."""
     directory = Path(tempfile.mkdtemp(prefix="sqlmodel-cache-sentinel-"))
     servers: dict[int, subprocess.Popen[bytes]] = {}
     sentinel: subprocess.Popen[bytes] | None = None
@@ -328,7 +345,7 @@ def sentinel_deployment() -> Iterator[SentinelDeployment]:
             f"port {sentinel_port}\nbind 127.0.0.1\ndaemonize no\ndir {directory}\n"
             "sentinel resolve-hostnames no\n"
             f"sentinel monitor mymaster 127.0.0.1 {master_port} 1\n"
-            "sentinel down-after-milliseconds mymaster 1000\n"
+            "sentinel down-after-milliseconds mymaster 60000\n"
             "sentinel failover-timeout mymaster 3000\n"
             "sentinel parallel-syncs mymaster 1\n"
         )
