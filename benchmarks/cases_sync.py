@@ -42,6 +42,7 @@ class SyncOps:
     rtt: SyncOp
     plain_get: SyncOp
     cached_get: SyncOp
+    cached_get_by: SyncOp
     evict: SyncOp
     cached_get_many: SyncOp
     many_floor: SyncOp
@@ -72,6 +73,12 @@ def sync_ops(workload: Workload) -> SyncOps:
     def cached_get(pk: int) -> None:
         with CachedSession(engine) as session:
             session.get(model, pk)
+
+    emails, lookup_model = workload.emails, workload.lookup_model
+
+    def cached_get_by(pk: int) -> None:
+        with CachedSession(engine) as session:
+            session.get_by(lookup_model, email=emails[pk])
 
     def evict(pk: int) -> None:
         SQLModelCache.evict(model, pk)
@@ -110,6 +117,7 @@ def sync_ops(workload: Workload) -> SyncOps:
         rtt=rtt,
         plain_get=plain_get,
         cached_get=cached_get,
+        cached_get_by=cached_get_by,
         evict=evict,
         cached_get_many=cached_get_many,
         many_floor=many_floor,
@@ -130,12 +138,20 @@ def single_groups(workload: Workload, ops: SyncOps, children: ChildPair, gc_off:
                 ("rtt", "raw PING", read),
                 ("hit", "CachedSession.get, cached", read),
                 ("negative_hit", "CachedSession.get, cached: no such row", workload.absent_pks),
+                ("get_by_hit", "CachedSession.get_by(email=...), cached", read),
             ],
             expecting_group(
                 interleaved(
-                    [(ops.floor, None), (ops.rtt, None), (ops.cached_get, None), (ops.cached_get, None)], gc_off
+                    [
+                        (ops.floor, None),
+                        (ops.rtt, None),
+                        (ops.cached_get, None),
+                        (ops.cached_get, None),
+                        (ops.cached_get_by, None),
+                    ],
+                    gc_off,
                 ),
-                hits=1,
+                hits=2,
                 negative_hits=1,
                 misses=0,
             ),

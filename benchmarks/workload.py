@@ -34,7 +34,7 @@ def define_model(cache_config: object | None) -> Any:
 
         id: int | None = Field(default=None, primary_key=True)
         name: str
-        email: str
+        email: str = Field(unique=True)  # the get_by() cases' lookup
         score: int
         rating: float
         active: bool
@@ -74,6 +74,10 @@ class Workload:
         self.redis_port = redis_port
         self.postgres = postgres
         self.model = define_model(CacheConfig(ttl=3600, negative_ttl=3600))
+        # The same table with its email lookup declared, for the get_by() cases only: a model
+        # with unique lookups has SQLModelCache.evict() (how the miss cases empty a key) purge
+        # all its lookups, since their values are not known there.
+        self.lookup_model = define_model(CacheConfig(ttl=3600, unique=("email",)))
         self.engine: Engine = create_engine(postgres.url("psycopg"))
         self.client = redis.Redis(host="127.0.0.1", port=redis_port)
         pks = list(range(1, settings.rows + 1))
@@ -94,6 +98,8 @@ class Workload:
         if count < MANY:
             raise BenchmarkError(f"get_many() needs {MANY} read rows, the table gives {count}")
         self.many_batches = [[self.read_pks[(start + i) % count] for i in range(MANY)] for start in range(count)]
+        # The get_by() cases' lookup values (as make_rows writes them).
+        self.emails = {pk: f"customer{pk}@example.com" for pk in self.read_pks}
         self.library_keys: dict[int, bytes] = {}
         self.floor_keys: dict[int, bytes] = {}
 
@@ -130,6 +136,10 @@ class Workload:
             with CachedSession(self.engine) as session:
                 session.get(self.model, pk)
         check_counters(before, SQLModelCache.stats(), {"fills": 1}, len(self.read_pks))
+        for pk in self.read_pks:  # the unique lookups of the same rows
+            with CachedSession(self.engine) as session:
+                session.get_by(self.lookup_model, email=self.emails[pk])
+        check_counters(before, SQLModelCache.stats(), {"fills": 2}, len(self.read_pks))
         for pk in self.absent_pks:  # negative entries: the key has no row
             with CachedSession(self.engine) as session:
                 session.get(self.model, pk)

@@ -18,8 +18,9 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from typing_extensions import Unpack
 
 from ._flow import run_async
-from ._policy import GetOptions, plain_get_options
+from ._options import GetOptions, plain_get_options
 from ._read import plan_get
+from ._read_by import plan_get_by
 from ._read_many import plan_many
 from ._writes import install_write_tracking
 
@@ -75,3 +76,12 @@ class AsyncCachedSession(AsyncSession):
         As `CachedSession.get_many`: identity map, Redis, one SELECT, fills.
         """
         return await run_async(plan_many(self.sync_session, entity, idents, execution_options, asynchronous=True), self)
+
+    async def get_by(
+        self, entity: type[_O], *, execution_options: OrmExecuteOptionsParameter | None = None, **columns: Any
+    ) -> _O | None:
+        """The row whose declared unique column set has these values, or ``None``: as
+        `CachedSession.get_by`."""
+        options: GetOptions = {"execution_options": execution_options or util.EMPTY_DICT}
+        flow = plan_get_by(self.sync_session, entity, columns, options, asynchronous=True)
+        return await run_async(flow, self)

@@ -10,7 +10,7 @@ from typing import Final
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_LEASE_WAIT", "DEFAULT_TTL", "CacheConfig", "Settings"]
+__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_LEASE_WAIT", "DEFAULT_TTL", "CacheConfig", "Settings", "unique_sets"]
 
 DEFAULT_TTL: Final = 300
 DEFAULT_KEY_PREFIX: Final = "sqlmodelcache"
@@ -31,6 +31,33 @@ def _check_flag(value: object, what: str) -> None:
         raise ConfigurationError(f"{what} must be True or False, got {value!r}")
 
 
+_UNIQUE_FORM = (
+    "CacheConfig(unique=...) takes column sets: attribute names, one per set, or tuples of them for a "
+    'set of several columns, e.g. unique=("email", ("tenant_id", "slug"))'
+)
+
+
+def unique_sets(value: object) -> tuple[tuple[str, ...], ...]:
+    """``CacheConfig(unique=...)`` as tuples of attribute names, checked for form only (the
+    table's constraints are checked when the model is first used)."""
+    if isinstance(value, str) or not isinstance(value, (tuple, list)):
+        raise ConfigurationError(f"{_UNIQUE_FORM}; got {value!r}")
+    sets: list[tuple[str, ...]] = []
+    for item in value:
+        names = (item,) if isinstance(item, str) else item
+        if (
+            not isinstance(names, (tuple, list))
+            or not names
+            or not all(isinstance(name, str) and name for name in names)
+            or len(set(names)) != len(names)
+        ):
+            raise ConfigurationError(f"{_UNIQUE_FORM}; got {item!r} in {value!r}")
+        if any(set(names) == set(other) for other in sets):
+            raise ConfigurationError(f"CacheConfig(unique=...) names the column set {item!r} twice")
+        sets.append(tuple(names))
+    return tuple(sets)
+
+
 @dataclass(frozen=True, slots=True)
 class CacheConfig:
     """Opt a model in to caching: ``__cache_config__ = CacheConfig(ttl=600)``.
@@ -40,11 +67,15 @@ class CacheConfig:
     ``negative_ttl=30`` also remembers, for 30 s, that a primary key has no row (a 404, a bot
     walking ids): a later ``get()`` of it answers ``None`` with no SQL, until an insert of it
     through a cached session commits.
+    ``unique=("email", ("tenant_id", "slug"))`` names column sets that a unique constraint
+    or unique index of the table covers; ``session.get_by(Model, email=...)`` then reads
+    through the cache too.
     """
 
     ttl: int | None = None
     enabled: bool = True
     negative_ttl: int | None = None
+    unique: tuple[str | tuple[str, ...], ...] = ()
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
@@ -52,6 +83,12 @@ class CacheConfig:
         _check_flag(self.enabled, "CacheConfig(enabled=...)")
         if self.negative_ttl is not None:
             _check_ttl(self.negative_ttl, "CacheConfig(negative_ttl=...)")
+        unique_sets(self.unique)
+
+    @property
+    def unique_sets(self) -> tuple[tuple[str, ...], ...]:
+        """The ``unique`` column sets, each a tuple of attribute names."""
+        return unique_sets(self.unique)
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgpack
 
 from . import _codec
+from ._index import Index
 from ._model import ModelInfo
 
 __all__ = ["NO_ROW", "NoRowMark", "Unusable", "decode_entry", "encode_entry", "encode_no_row"]
@@ -61,15 +62,17 @@ def encode_entry(info: ModelInfo, state_dict: dict[str, Any], lifetime: bytes) -
         return None
 
 
-def encode_no_row(info: ModelInfo, pk_part: str, lifetime: bytes) -> bytes:
+def encode_no_row(info: ModelInfo, part: str, lifetime: bytes) -> bytes:
     """The negative entry for a key that has no row: fingerprint, lifetime, and the key's part
     where the columns would be, so that it too is served only for its own key."""
-    return _codec.pack([info.fingerprint, lifetime, msgpack.ExtType(_codec.NO_ROW_CODE, pk_part.encode())])
+    return _codec.pack([info.fingerprint, lifetime, msgpack.ExtType(_codec.NO_ROW_CODE, part.encode())])
 
 
-def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) -> list[Any] | NoRowMark | Unusable:
-    """Column values from this model's entry for ``pk_part``, stored by ``lifetime``, or
-    `NO_ROW` from its negative entry; else why not."""
+def decode_entry(
+    info: ModelInfo, data: bytes, part: str, lifetime: bytes, index: Index | None = None
+) -> list[Any] | NoRowMark | Unusable:
+    """Column values from this model's entry at the key of ``part`` of ``index`` (the primary
+    key by default), stored by ``lifetime``, or `NO_ROW` from its negative entry; else why not."""
     try:
         values = _codec.unpack(data)
     except _codec.DecodeError:
@@ -77,7 +80,7 @@ def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) ->
     if type(values) is not list or not values or values[0] != info.fingerprint:
         return Unusable.CORRUPT
     if len(values) == _HEAD + 1 and type(values[_HEAD]) is _codec.NoRow:
-        if values[_HEAD] != pk_part:
+        if values[_HEAD] != part:
             return Unusable.CORRUPT
         return NO_ROW if values[1] == lifetime else Unusable.OTHER_LIFETIME
     if len(values) != info.entry_length:
@@ -95,7 +98,7 @@ def decode_entry(info: ModelInfo, data: bytes, pk_part: str, lifetime: bytes) ->
                 return Unusable.CORRUPT
     if _codec.EnumName in map(type, values) or _codec.NoRow in map(type, values):  # out of place
         return Unusable.CORRUPT
-    if info.pk_part(info.identity_of(values)) != pk_part:
+    if (index or info.primary).of_row(values) != part:
         return Unusable.CORRUPT
     if stored_by != lifetime:
         return Unusable.OTHER_LIFETIME

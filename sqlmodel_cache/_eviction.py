@@ -7,12 +7,13 @@ it gets through. Sync and async sessions run the same flows with their own I/O.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from ._errors import ConfigurationError, TransportError
 from ._flow import Flow
-from ._keys import pk_values
+from ._index import LOOKUP_MARK, declared_set
+from ._keys import Purge, pk_values
 from ._model import ModelInfo, model_info
 from ._runtime import Runtime
 from ._stats import logger
@@ -20,13 +21,19 @@ from ._stats import logger
 __all__ = ["deliver", "deliver_kept", "keys_for_identities", "keys_of_states", "row_keys"]
 
 
-def keys_for_identities(runtime: Runtime, model: type, identities: Iterable[Any]) -> list[str]:
-    """Cache keys of ``model``'s rows with these primary keys (as ``get()`` accepts them)."""
+def _cached(model: type) -> ModelInfo:
     info = model_info(model) if isinstance(model, type) else None
     if info is None:
         raise ConfigurationError(
             f"{getattr(model, '__name__', model)!r} is not a cached model (it has no enabled __cache_config__)"
         )
+    return info
+
+
+def keys_for_identities(runtime: Runtime, model: type, identities: Iterable[Any]) -> list[str]:
+    """Cache keys of ``model``'s rows with these primary keys (as ``get()`` accepts them), and
+    the pattern of all its lookup keys if it has unique lookups."""
+    info = _cached(model)
     stem = runtime.keys.stem(info.table, info.fingerprint)
     keys = []
     for ident in identities:
@@ -38,7 +45,22 @@ def keys_for_identities(runtime: Runtime, model: type, identities: Iterable[Any]
                 "a tuple for composite keys, as session.get() takes them"
             )
         keys.append(stem + part)
+    if info.uniques and keys:
+        keys.append(runtime.keys.pattern_of(stem + LOOKUP_MARK))
     return keys
+
+
+def key_for_lookup(runtime: Runtime, model: type, columns: Mapping[str, Any]) -> str:
+    """The cache key of ``model``'s unique lookup with these values (as ``get_by()`` takes them)."""
+    names = declared_set(model, columns)
+    info = _cached(model)
+    index = info.uniques[names]
+    values = [columns[name] for name in index.names]
+    typed = index.typed(values)
+    part = index.part(values) or (index.part(typed) if typed is not None else None)
+    if part is None:
+        raise ConfigurationError(f"{columns!r} are not values a key of {model.__name__}'s lookup can hold")
+    return runtime.keys.stem(info.table, info.fingerprint) + part
 
 
 def row_keys(runtime: Runtime, info: ModelInfo, pks: Iterable[Sequence[Any]]) -> set[str]:
@@ -68,15 +90,21 @@ def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
     first: a process that commits often retries them at once, not only at its next read."""
     if runtime.evictions:
         yield from deliver_kept(runtime)
+    purges = [key for key in keys if type(key) is Purge]
+    if purges:
+        keys = [key for key in keys if type(key) is not Purge]
     try:
-        yield (runtime.transport.delete_many, (keys,))
+        if keys:
+            yield (runtime.transport.delete_many, (keys,))
+        for pattern in purges:
+            yield (runtime.transport.purge, (pattern,))
     except TransportError as exc:
         runtime.counters.invalidations_failed += 1
-        runtime.evictions.keep(keys, runtime.keys)
+        runtime.evictions.keep([*keys, *purges], runtime.keys)
         runtime.failures.failed("eviction", exc)
     else:
-        runtime.counters.invalidations += len(keys)
-        logger.debug("evicted %d keys", len(keys))
+        runtime.counters.invalidations += len(keys) + len(purges)
+        logger.debug("evicted %d keys and %d patterns", len(keys), len(purges))
 
 
 def deliver_kept(runtime: Runtime) -> Flow[None]:

@@ -8,7 +8,7 @@ from typing import Any
 from . import _runtime
 from ._config import DEFAULT_KEY_PREFIX, DEFAULT_LEASE_WAIT, DEFAULT_TTL, Settings
 from ._errors import ConfigurationError
-from ._eviction import deliver, keys_for_identities
+from ._eviction import deliver, key_for_lookup, keys_for_identities
 from ._flow import run, run_async
 from ._stats import CacheStats
 from .transport import RedisAsyncTransport, RedisSyncTransport
@@ -91,11 +91,24 @@ class SQLModelCache:
         return keys_for_identities(runtime, model, [identity])[0]
 
     @classmethod
+    def lookup_key(cls, model: type, **columns: Any) -> str:
+        """The Redis key of ``model``'s unique lookup with these values (as ``get_by()`` takes
+        them), for operators and tests."""
+        runtime = _runtime.active()
+        if runtime is None:
+            raise ConfigurationError(
+                "SQLModelCache is not configured; call SQLModelCache.configure(transport=...) first"
+            )
+        return key_for_lookup(runtime, model, columns)
+
+    @classmethod
     def evict(cls, model: type, *identities: Any) -> None:
         """Evict rows changed outside the ORM (raw SQL, other services), with a sync transport.
 
-        ``SQLModelCache.evict(Hero, 1, 2)``; composite keys as tuples. If Redis fails, the
-        keys are kept and evicted before this process reads the cache again.
+        ``SQLModelCache.evict(Hero, 1, 2)``; composite keys as tuples. For a model with unique
+        lookups (``CacheConfig(unique=...)``), every lookup key of the model goes too (a scan:
+        the rows' values are not known here). If Redis fails, the keys are kept and evicted
+        before this process reads the cache again.
         """
         runtime = _runtime_for("evict", asynchronous=False)
         run(deliver(runtime, keys_for_identities(runtime, model, identities)), None)

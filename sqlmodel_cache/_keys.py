@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 from . import _codec
 
-__all__ = ["KeyScheme", "PkEncoder", "PkPart", "pk_encoder", "pk_part_function", "pk_typer", "pk_values"]
+__all__ = ["KeyScheme", "PkEncoder", "PkPart", "Purge", "pk_encoder", "pk_part_function", "pk_typer", "pk_values"]
 
 PkEncoder = Callable[[Any], "str | None"]
 PkPart = Callable[[Sequence[Any]], "str | None"]
@@ -135,6 +135,13 @@ def pk_values(names: Sequence[str], ident: Any) -> list[Any] | None:
     return pk if len(pk) == len(names) else None
 
 
+class Purge(str):
+    """A SCAN pattern to evict at commit beside the keys: for a change whose keys cannot be
+    named one by one."""
+
+    __slots__ = ()
+
+
 def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
@@ -161,3 +168,7 @@ class KeyScheme:
     def pattern(self) -> str:
         """A SCAN ``MATCH`` pattern for exactly the keys under the prefix, whatever it holds."""
         return _glob_escape(self.prefix) + ":*"
+
+    def pattern_of(self, start: str) -> Purge:
+        """A SCAN ``MATCH`` pattern for exactly the keys that begin with ``start`` (one of ours)."""
+        return Purge(_glob_escape(start) + "*")

@@ -17,28 +17,16 @@ from sqlalchemy.orm import ColumnProperty, Mapper, Session
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.state import InstanceState
 from sqlalchemy.types import Enum as SAEnum
-from sqlalchemy.types import TypeDecorator
 
 from ._config import CacheConfig
 from ._errors import ConfigurationError
-from ._keys import PkPart, pk_encoder, pk_part_function, pk_typer
+from ._index import Index, row_index, unique_indexes
+from ._keys import PkPart
 
 __all__ = ["ModelInfo", "model_info"]
 
 # Bump when the stored layout changes: old entries then live under other keys.
 LAYOUT_VERSION: Final = 3
-
-
-def _python_type(column: Column[Any]) -> type | None:
-    """The column's Python type, looking through TypeDecorators (which report ``object``)."""
-    sa_type: Any = column.type
-    while isinstance(sa_type, TypeDecorator):
-        sa_type = sa_type.impl_instance
-    try:
-        python_type: type = sa_type.python_type
-    except NotImplementedError:
-        return None
-    return None if python_type is object else python_type
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -55,6 +43,9 @@ class ModelInfo:
     pk_names: tuple[str, ...]  # the primary key's attribute names, in key order
     pk_part: PkPart  # the key's primary-key part of the key's values (`_keys`)
     pk_typed: Callable[[Sequence[Any]], list[Any] | None]  # the key's values in their columns' types
+    primary: Index  # the primary key as a key's part
+    uniques: dict[frozenset[str], Index]  # ``CacheConfig(unique=...)`` by attribute names
+    lookup_names: tuple[str, ...]  # every attribute a unique lookup's key is made of
     enum_columns: tuple[tuple[int, type[enum.Enum]], ...]
     # Attribute keys in the order SQLAlchemy's loader fills ``__dict__`` (SQLModel serializes
     # in ``__dict__`` order, so a cached instance must be filled the same way), and a
@@ -176,6 +167,10 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
     attr_keys = tuple(key for key, _ in columns)
     load_order = _load_order(mapper, attr_keys)
     table_name = table.name if getattr(table, "schema", None) is None else f"{table.schema}.{table.name}"
+    pk_names = tuple(attr_keys[i] for i in pk_positions)
+    primary = row_index(pk_names, pk_positions, [columns[i][1] for i in pk_positions])
+    column_of = {key: (i, column) for i, (key, column) in enumerate(columns)}
+    uniques = unique_indexes(name, table, config.unique_sets, column_of)
     return ModelInfo(
         cls=cls,
         mapper=mapper,
@@ -184,9 +179,12 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         fingerprint=_fingerprint(table_name, columns),
         attr_keys=attr_keys,
         pk_positions=pk_positions,
-        pk_names=tuple(attr_keys[i] for i in pk_positions),
-        pk_part=pk_part_function([pk_encoder(_python_type(columns[i][1])) for i in pk_positions]),
-        pk_typed=pk_typer([_python_type(columns[i][1]) for i in pk_positions]),
+        pk_names=pk_names,
+        pk_part=primary.encode,
+        pk_typed=primary.typed,
+        primary=primary,
+        uniques=uniques,
+        lookup_names=tuple(dict.fromkeys(name for index in uniques.values() for name in index.names)),
         enum_columns=enum_columns,
         fill_keys=tuple(attr_keys[position] for position in load_order),
         fill_values=_getter(load_order),

@@ -10,26 +10,26 @@ Every counter of a read is counted here.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, TypedDict, TypeVar, cast
+from typing import Any, Final
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
-from sqlalchemy.orm._typing import OrmExecuteOptionsParameter
-from sqlalchemy.orm.interfaces import ORMOption
-from sqlalchemy.sql.selectable import ForUpdateParameter
 from sqlalchemy.util import EMPTY_DICT
 
 from ._entry import NO_ROW, NoRowMark, Unusable, decode_entry, encode_entry, encode_no_row
 from ._errors import ConfigurationError, TransportError
+from ._flow import Database
+from ._index import Index
 from ._keys import pk_values
 from ._lease import is_lease
 from ._model import ModelInfo, model_info
+from ._options import GetOptions, ttl_ms
 from ._runtime import Runtime, active
 from ._snapshot import connection_is_fresh
 from ._stats import Skip, logger
 from ._writes import WriteLog, peek_write_log
 
-__all__ = ["BUSY", "UNANSWERED", "GetOptions", "ReadPolicy", "SyncGetOptions", "Verdict", "plain_get_options"]
+__all__ = ["BUSY", "UNANSWERED", "ReadPolicy", "Verdict"]
 
 
 class _Verdict:
@@ -50,52 +50,14 @@ UNANSWERED: Final = _Verdict("UNANSWERED")  # no server lifetime vouches for it 
 Verdict = list[Any] | _Verdict | NoRowMark | Unusable | None
 
 
-class GetOptions(TypedDict, total=False):
-    """The keyword arguments of ``AsyncSession.get`` (its own and `CachedSession`'s)."""
-
-    options: Sequence[ORMOption] | None
-    populate_existing: bool | None
-    with_for_update: ForUpdateParameter
-    identity_token: Any | None
-    execution_options: OrmExecuteOptionsParameter
-
-
-class SyncGetOptions(GetOptions, total=False):
-    """The keyword arguments of ``Session.get``."""
-
-    bind_arguments: Any | None
-
-
-_Options = TypeVar("_Options", bound=GetOptions)
-
-
-def plain_get_options(options: _Options) -> _Options:
-    """The arguments for the plain ``get()`` of a call the cache does not take: a row read
-    under lock must not be an older copy."""
-    if options.get("with_for_update") not in (None, False) and options.get("populate_existing") is None:
-        return cast("_Options", {**options, "populate_existing": True})
-    return options
-
-
-def _verdict(info: ModelInfo, raw: bytes | None, part: str, epoch: bytes | None) -> Verdict:
+def _verdict(info: ModelInfo, raw: bytes | None, part: str, epoch: bytes | None, index: Index) -> Verdict:
     if raw is None:
         return None
     if epoch is None:
         return UNANSWERED
     if is_lease(raw):
         return BUSY
-    return decode_entry(info, raw, part, epoch)
-
-
-def _ttl_ms(info: ModelInfo, runtime: Runtime, execution_options: Mapping[str, Any]) -> int:
-    ttl = execution_options.get("cache_ttl")
-    if ttl is not None:
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl <= 0:
-            raise ConfigurationError(
-                f'execution_options={{"cache_ttl": ...}} must be a positive number of seconds (an int), got {ttl!r}'
-            )
-        return ttl * 1000
-    return (info.config.ttl or runtime.settings.default_ttl) * 1000
+    return decode_entry(info, raw, part, epoch, index)
 
 
 def _runtime_for(entity: type, asynchronous: bool) -> Runtime:
@@ -118,13 +80,15 @@ def _runtime_for(entity: type, asynchronous: bool) -> Runtime:
 
 
 class ReadPolicy:
-    """The decisions of one cached read call (one ``get()`` or one ``get_many()``)."""
+    """The decisions of one cached read call (one ``get()``, ``get_many()`` or ``get_by()``)."""
 
-    __slots__ = ("info", "log", "needs_connection_check", "no_fill", "runtime", "session", "stem", "ttl_ms")
+    __slots__ = ("index", "info", "log", "needs_connection_check", "no_fill", "runtime", "session", "stem", "ttl_ms")
 
     def __init__(self, session: Session, info: ModelInfo, runtime: Runtime, ttl_ms: int) -> None:
         self.session = session
         self.info = info
+        # How the call's keys name rows: by primary key, or by a unique column set (`by`).
+        self.index: Index = info.primary
         self.runtime = runtime
         self.ttl_ms = ttl_ms
         self.stem = runtime.keys.stem(info.table, info.fingerprint)
@@ -148,7 +112,7 @@ class ReadPolicy:
         if not runtime.settings.enabled:
             return None
         if not call:  # a plain get(Model, pk), the usual call
-            return cls(session, info, runtime, _ttl_ms(info, runtime, EMPTY_DICT))
+            return cls(session, info, runtime, ttl_ms(info, runtime, EMPTY_DICT))
         execution_options: Mapping[str, Any] = call.get("execution_options") or EMPTY_DICT
         if (
             call.get("options")
@@ -159,27 +123,36 @@ class ReadPolicy:
             or execution_options.get("populate_existing")
         ):
             return None
-        return cls(session, info, runtime, _ttl_ms(info, runtime, execution_options))
+        return cls(session, info, runtime, ttl_ms(info, runtime, execution_options))
+
+    def by(self, names: frozenset[str]) -> ReadPolicy:
+        """Name rows by the declared unique column set ``names`` instead of the primary key."""
+        self.index = self.info.uniques[names]
+        return self
 
     # Per key ------------------------------------------------------------------------------
 
     def target(self, ident: Any) -> tuple[list[Any], str, str] | None:
         """The key's values (in their columns' own types), the key and its primary-key part for
         an identity as ``get()`` takes it; ``None``, counted and logged, when it is not cacheable."""
-        info = self.info
-        pk = pk_values(info.pk_names, ident)
+        pk = pk_values(self.info.pk_names, ident)
         if pk is None:
             self._uncacheable(ident, "it is not one value per primary-key column")
             return None
-        part = info.pk_part(pk)
+        return self.keyed(pk)
+
+    def keyed(self, values: list[Any]) -> tuple[list[Any], str, str] | None:
+        """`target` for the index's values, in its order."""
+        index = self.index
+        part = index.part(values)
         if part is None:
-            typed = info.pk_typed(pk)
-            part = info.pk_part(typed) if typed is not None else None
+            typed = index.typed(values)
+            part = index.part(typed) if typed is not None else None
             if typed is None or part is None:
-                self._uncacheable(ident, "a value is not of its column's type and does not convert to it exactly")
+                self._uncacheable(values, "a value is not of its column's type and does not convert to it exactly")
                 return None
-            pk = typed
-        return pk, self.stem + part, part
+            values = typed
+        return values, self.stem + part, part
 
     def _uncacheable(self, ident: Any, reason: str) -> None:
         self.runtime.counters.uncacheable += 1
@@ -188,6 +161,16 @@ class ReadPolicy:
     def in_identity_map(self, pk: Sequence[Any]) -> bool:
         identity = (self.info.identity_class, tuple(pk), None)
         return identity in self.session.identity_map
+
+    def in_session(self, row: list[Any]) -> Database | None:
+        """For a row found by a unique lookup that the session already holds: the step that
+        answers it as ``Session.get`` does (the held instance, refreshed if expired)."""
+        info = self.info
+        identity = info.identity_of(row)
+        if (info.identity_class, identity, None) not in self.session.identity_map:
+            return None
+        ident = identity[0] if len(identity) == 1 else identity
+        return Database(lambda session: Session.get(session, info.cls, ident))
 
     def cache_may_answer(self, key: str) -> bool:
         """May the cache answer for ``key``, or only the database?"""
@@ -210,7 +193,7 @@ class ReadPolicy:
         Counts hits and the values no reader may serve."""
         if raw is None:
             return None
-        verdict = _verdict(self.info, raw, part, epoch)
+        verdict = _verdict(self.info, raw, part, epoch, self.index)
         if type(verdict) is list:
             self.runtime.counters.hits += 1
         elif verdict is NO_ROW:
@@ -223,8 +206,10 @@ class ReadPolicy:
         self, raws: Sequence[bytes | None], parts: Sequence[str], epochs: Sequence[bytes | None]
     ) -> list[Verdict]:
         """`judge` for many keys at once."""
-        info = self.info
-        verdicts = [_verdict(info, raw, part, epoch) for raw, part, epoch in zip(raws, parts, epochs, strict=True)]
+        info, index = self.info, self.index
+        verdicts = [
+            _verdict(info, raw, part, epoch, index) for raw, part, epoch in zip(raws, parts, epochs, strict=True)
+        ]
         counters = self.runtime.counters
         counters.hits += sum(type(verdict) is list for verdict in verdicts)
         counters.negative_hits += verdicts.count(NO_ROW)
@@ -278,18 +263,18 @@ class ReadPolicy:
         if instance is not None:
             return (self.entry_for(instance, part, epoch) if self.may_publish(None) else None), self.ttl_ms
         negative_ttl = self.info.config.negative_ttl
-        if negative_ttl is None or epoch is None or self._fill_blocked() is not None:
+        if negative_ttl is None or epoch is None or not self.index.remembers_absence or self._fill_blocked():
             return None, 0
         return encode_no_row(self.info, part, epoch), negative_ttl * 1000
 
     def entry_for(self, instance: Any, part: str, epoch: bytes | None) -> bytes | None:
-        """The entry to publish for a loaded row, if it really is the row ``part`` names, for
-        the server lifetime ``epoch`` its lease was taken in."""
-        info = self.info
+        """The entry to publish for a loaded row, if it really is the row ``part`` names (not one
+        a collation matched to other values), for the server lifetime ``epoch`` its lease was
+        taken in."""
         if epoch is None:
             return None
-        pk = info.pk_of(instance.__dict__)
-        value = encode_entry(info, instance.__dict__, epoch) if pk is not None and info.pk_part(pk) == part else None
+        state_dict = instance.__dict__
+        value = encode_entry(self.info, state_dict, epoch) if self.index.of_dict(state_dict) == part else None
         if value is None:
             self.runtime.counters.skipped(Skip.UNSTORABLE)
         return value

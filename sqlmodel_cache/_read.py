@@ -26,10 +26,11 @@ from ._errors import TransportError
 from ._eviction import deliver_kept
 from ._flow import Database, Flow, Sleep
 from ._lease import new_lease, new_leases, took_lease
-from ._policy import BUSY, GetOptions, ReadPolicy, Verdict
+from ._options import GetOptions
+from ._policy import BUSY, ReadPolicy, Verdict
 from ._stats import logger
 
-__all__ = ["connection_for", "plan_get", "wait_for_fills"]
+__all__ = ["connection_for", "plan_get", "read_one", "wait_for_fills"]
 
 Identity = tuple[Any, ...]
 
@@ -53,15 +54,16 @@ def plan_get(session: Session, entity: Any, ident: Any, options: GetOptions, *, 
             session, entity, typed, execution_options=execution_options, bind_arguments=bind_arguments
         )
     )
-    return _read_one(policy, pk, key, part, from_database)
+    return read_one(policy, pk, key, part, from_database)
 
 
-def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_database: Database) -> Flow[Any]:
-    """One ``get()`` of a cacheable key."""
+def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from_database: Database) -> Flow[Any]:
+    """One read of a cacheable key: of a primary key ``pk``, or (``pk=None``) of a unique
+    lookup, whose row may turn out to be in the identity map already."""
     runtime = policy.runtime
     if runtime.evictions:
         yield from deliver_kept(runtime)
-    if policy.in_identity_map(pk) or not policy.cache_may_answer(key):
+    if (pk is not None and policy.in_identity_map(pk)) or not policy.cache_may_answer(key):
         return (yield from_database)  # Session.get answers from the identity map, or only the database may
     if policy.needs_connection_check:
         policy.check_connection((yield connection_for(policy.info.mapper)))
@@ -83,6 +85,8 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
     verdict = policy.judge(raw, part, epoch)
     if type(verdict) is list:
         logger.debug("hit %s", key)
+        if pk is None and (in_session := policy.in_session(verdict)) is not None:
+            return (yield in_session)
         return policy.info.load_into(policy.session, verdict)
     if verdict is NO_ROW:
         logger.debug("hit %s: no row", key)
@@ -92,6 +96,8 @@ def _read_one(policy: ReadPolicy, pk: list[Any], key: str, part: str, from_datab
         # Single flight: another reader is filling this row; its fill is served, not a SELECT.
         [(verdict, raw, epoch, taken)] = yield from wait_for_fills(policy, [key], [part], lease is not None)
         if type(verdict) is list:
+            if pk is None and (in_session := policy.in_session(verdict)) is not None:
+                return (yield in_session)
             return policy.info.load_into(policy.session, verdict)
         if verdict is NO_ROW:
             return None

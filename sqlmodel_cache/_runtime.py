@@ -5,12 +5,12 @@ counters, kept evictions), which ``configure()`` creates and ``reset()`` drops.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Final
 
 from ._config import Settings
 from ._errors import ConfigurationError
-from ._keys import KeyScheme
+from ._keys import KeyScheme, Purge
 from ._stats import CacheStats, FailureLog, Notices, logger
 
 if TYPE_CHECKING:
@@ -34,10 +34,13 @@ class KeptEvictions:
         self._purge: set[KeyScheme] = set()
         self._lock = threading.Lock()
 
-    def keep(self, keys: Iterable[str], scheme: KeyScheme) -> None:
+    def keep(self, keys: Collection[str], scheme: KeyScheme) -> None:
         with self._lock:
-            self._keys.update(keys)
+            named = [key for key in keys if type(key) is not Purge]
+            self._keys.update(named)
             if len(self._keys) <= self.limit:
+                if len(named) < len(keys):  # a pattern: kept as the whole scheme's purge
+                    self._purge.add(scheme)
                 return
             self._keys.clear()
             self._purge.add(scheme)

@@ -12,8 +12,9 @@ from sqlmodel import Session
 from typing_extensions import Unpack
 
 from ._flow import run
-from ._policy import SyncGetOptions, plain_get_options
+from ._options import SyncGetOptions, plain_get_options
 from ._read import plan_get
+from ._read_by import plan_get_by
 from ._read_many import plan_many
 from ._writes import install_write_tracking
 
@@ -53,6 +54,22 @@ class CachedSession(Session):
         ``get()`` apply to every key.
         """
         return run(plan_many(self, entity, idents, execution_options, asynchronous=False), self)
+
+    def get_by(
+        self,
+        entity: type[_O],
+        *,
+        execution_options: OrmExecuteOptionsParameter | None = None,
+        bind_arguments: Any | None = None,
+        **columns: Any,
+    ) -> _O | None:
+        """The row whose declared unique column set has these values, or ``None``:
+        ``get_by(User, email="a@example.com")``, as ``select(User).where(...)`` would give
+        it, through the cache (``CacheConfig(unique=...)``); the rules of ``get()`` apply."""
+        options: SyncGetOptions = {"execution_options": execution_options or util.EMPTY_DICT}
+        if bind_arguments is not None:
+            options["bind_arguments"] = bind_arguments
+        return run(plan_get_by(self, entity, columns, options, asynchronous=False), self)  # type: ignore[no-any-return]
 
 
 install_write_tracking(CachedSession, asynchronous=False)

@@ -11,16 +11,19 @@ database commit has succeeded: ``commit()``, ``with session.begin():`` and
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.orm import ORMExecuteState, Session, SessionTransaction
+from sqlalchemy.orm.state import InstanceState
 
 from ._bulk import track_statement
 from ._eviction import deliver, keys_of_states
 from ._flow import call_blocking, call_in_greenlet, run
 from ._keys import KeyScheme
+from ._lookups import lookup_keys_of_flush, remember_old_values
 from ._runtime import active, keep_undeliverable
 from ._stats import logger
 
@@ -41,6 +44,8 @@ class WriteLog:
     # Keys to evict, per open transaction boundary, and the key scheme they were made in.
     pending: dict[SessionTransaction, set[str]] = field(default_factory=dict)
     scheme: KeyScheme | None = None
+    # The unique-lookup values of the rows a flush is about to change, taken just before it.
+    old_lookup_values: dict[InstanceState[Any], Mapping[str, Any]] = field(default_factory=dict)
 
     def clear(self) -> None:
         self.has_writes = False
@@ -48,6 +53,7 @@ class WriteLog:
         self.written_keys.clear()
         self.bulk_changed.clear()
         self.pending.clear()
+        self.old_lookup_values.clear()
 
 
 _LOG_ATTRIBUTE = "_sqlmodel_cache_write_log"
@@ -114,13 +120,27 @@ def install_write_tracking(session_cls: type[Session], *, asynchronous: bool) ->
     awaiting the asyncio transport there.
     """
 
+    def before_flush(session: Session, flush_context: Any, instances: Any) -> None:
+        log = peek_write_log(session)
+        remembered: dict[InstanceState[Any], Mapping[str, Any]] = log.old_lookup_values if log is not None else {}
+        remember_old_values(session, remembered)
+        if remembered and log is None:
+            write_log(session).old_lookup_values.update(remembered)
+
     def after_flush(session: Session, flush_context: Any) -> None:
-        states = [state for state, (_, listonly) in flush_context.states.items() if not listonly]
+        flushed = [(state, deleted) for state, (deleted, listonly) in flush_context.states.items() if not listonly]
         runtime = active()
         if runtime is None:
             record_writes(session, set())
-        else:
-            record_writes(session, keys_of_states(runtime, states), runtime.keys)
+            return
+        keys = keys_of_states(runtime, [state for state, _ in flushed])
+        log = peek_write_log(session)
+        remembered = log.old_lookup_values if log is not None else {}
+        lookup_keys, unnamed = lookup_keys_of_flush(session, runtime, flushed, remembered)
+        remembered.clear()
+        record_writes(session, keys | lookup_keys, runtime.keys)
+        for model in unnamed:  # rows it cannot name: none of the model's is read until the end
+            record_writes(session, set(), None, model)
 
     def do_orm_execute(orm_execute_state: ORMExecuteState) -> Any:
         return track_statement(orm_execute_state, record_writes)
@@ -158,6 +178,7 @@ def install_write_tracking(session_cls: type[Session], *, asynchronous: bool) ->
         if log is not None and transaction.parent is None:
             log.clear()
 
+    event.listen(session_cls, "before_flush", before_flush)
     event.listen(session_cls, "after_flush", after_flush)
     event.listen(session_cls, "do_orm_execute", do_orm_execute)
     event.listen(session_cls, "after_commit", after_commit)

@@ -24,3 +24,16 @@ def row_in(raw: bytes | None, model: type, pk: Any) -> dict[str, Any] | None:
     lifetime = _codec.unpack(raw)[1]  # whichever server lifetime stored it
     values = decode_entry(info, raw, part, lifetime)
     return dict(zip(info.attr_keys, values, strict=True)) if isinstance(values, list) else None
+
+
+def lookup_row_in(raw: bytes | None, model: type, **columns: Any) -> dict[str, Any] | None:
+    """The row an entry read at ``model``'s unique lookup key for ``columns`` holds, or ``None``."""
+    if raw is None or raw.startswith(b"\x00"):
+        return None
+    info = model_info(model)
+    assert info is not None
+    index = info.uniques[frozenset(columns)]
+    part = index.part([columns[name] for name in index.names])
+    assert part is not None
+    values = decode_entry(info, raw, part, _codec.unpack(raw)[1], index)
+    return dict(zip(info.attr_keys, values, strict=True)) if isinstance(values, list) else None

@@ -126,3 +126,15 @@ class Article(SQLModel, table=True):
     __cache_config__ = CacheConfig(ttl=600, negative_ttl=30)
     id: int = Field(primary_key=True)
     title: str = ""
+
+
+class Account(SQLModel, table=True):
+    """Unique secondary lookups: by email, and by a tenant's slug."""
+
+    __cache_config__ = CacheConfig(ttl=600, negative_ttl=30, unique=("email", ("tenant_id", "slug")))
+    __table_args__ = (sa.UniqueConstraint("tenant_id", "slug"),)
+    id: int | None = Field(default=None, primary_key=True)
+    email: str = Field(unique=True)
+    tenant_id: int = 0
+    slug: str = ""
+    name: str = ""

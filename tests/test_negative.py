@@ -62,7 +62,7 @@ def test_get_many_remembers_missing_rows_beside_present_ones(
     assert stats.hits == 1 and stats.negative_hits == 2
 
 
-@pytest.mark.parametrize("how", ["orm-add", "bulk-insert", "orm-key-change", "bulk-key-change"])
+@pytest.mark.parametrize("how", ["orm-add", "bulk-insert", "bulk-insert-values", "orm-key-change", "bulk-key-change"])
 def test_an_insert_of_the_key_is_seen_at_once_after_commit(
     engine: sa.Engine, r: redis.Redis, stats: CacheStats, how: str
 ) -> None:
@@ -76,6 +76,8 @@ def test_an_insert_of_the_key_is_seen_at_once_after_commit(
             session.add(Article(id=404, title="moved here"))
         elif how == "bulk-insert":
             session.execute(insert(Article), [{"id": 404, "title": "moved here"}])
+        elif how == "bulk-insert-values":
+            session.execute(insert(Article).values(id=404, title="moved here"))
         elif how == "orm-key-change":
             article = session.get(Article, 1)
             assert article is not None

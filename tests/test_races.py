@@ -3,14 +3,17 @@
 Reader: R1 lookup (takes the lease), R2 SELECT, R3 fill. Writer: W1 commit, W2 eviction.
 A transport subclass pauses each thread at those steps (the transport is the seam between
 the session and Redis), so each of the ten interleavings runs deterministically. Whatever
-the order, the cache must end empty or holding the committed row, never the old one.
+the order, the cache must end empty or holding the committed row, never the old one: for
+``get()`` by primary key, and for ``get_by()`` of a unique lookup whether the writer changes
+another column of the row or moves it away from the looked-up value.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -21,8 +24,8 @@ from sqlmodel import Session
 from sqlmodel_cache import CachedSession, SQLModelCache
 from sqlmodel_cache.transport import Answer, RedisSyncTransport
 
-from .entries import row_in
-from .models import Hero
+from .entries import lookup_row_in, row_in
+from .models import Account, Hero
 
 READER = ("R1", "R2", "R3")
 WRITER = ("W1", "W2")
@@ -100,10 +103,81 @@ class SteppedTransport(RedisSyncTransport):
             self.turns.done("W2")
 
 
-def run_race(engine: sa.Engine, client: redis.Redis, order: Sequence[str], honour_leases: bool = True) -> bytes | None:
+@dataclass(frozen=True)
+class Race:
+    """What the reader reads, what the writer changes, and where the entry must not go stale."""
+
+    seed: Callable[[], Any]
+    read: Callable[[CachedSession], Any]
+    write: Callable[[Any], None]  # changes the row the writer loaded by primary key
+    model: type
+    key: Callable[[], str]
+    stale: Callable[[bytes | None], bool]
+
+
+def _stale_hero(entry: bytes | None) -> bool:
+    row = row_in(entry, Hero, 1)
+    return row is not None and row["name"] != "new"
+
+
+ADA = "ada@example.com"
+
+
+def _account() -> Account:
+    return Account(id=1, email=ADA, tenant_id=7, slug="ada", name="old")
+
+
+def _stale_lookup(entry: bytes | None) -> bool:
+    row = lookup_row_in(entry, Account, email=ADA)
+    return row is not None and row["name"] != "new"
+
+
+def _holds_the_moved_row(entry: bytes | None) -> bool:
+    return lookup_row_in(entry, Account, email=ADA) is not None  # the row no longer has that email
+
+
+def _rename(row: Any) -> None:
+    row.name = "new"
+
+
+def _move(row: Any) -> None:
+    row.email = "new@example.com"
+
+
+RACES = {
+    "get": Race(
+        lambda: Hero(id=1, name="old"),
+        lambda session: session.get(Hero, 1),
+        _rename,
+        Hero,
+        lambda: SQLModelCache.cache_key(Hero, 1),
+        _stale_hero,
+    ),
+    "get_by-other-column": Race(
+        _account,
+        lambda session: session.get_by(Account, email=ADA),
+        _rename,
+        Account,
+        lambda: SQLModelCache.lookup_key(Account, email=ADA),
+        _stale_lookup,
+    ),
+    "get_by-moved-row": Race(
+        _account,
+        lambda session: session.get_by(Account, email=ADA),
+        _move,
+        Account,
+        lambda: SQLModelCache.lookup_key(Account, email=ADA),
+        _holds_the_moved_row,
+    ),
+}
+
+
+def run_race(
+    engine: sa.Engine, client: redis.Redis, order: Sequence[str], honour_leases: bool = True, race: Race = RACES["get"]
+) -> bytes | None:
     client.flushall()
     with Session(engine) as session:
-        session.merge(Hero(id=1, name="old"))
+        session.merge(race.seed())
         session.commit()
     turns = Turns(order)
     SQLModelCache.reset()
@@ -113,7 +187,7 @@ def run_race(engine: sa.Engine, client: redis.Redis, order: Sequence[str], honou
     def reader() -> None:
         try:
             with CachedSession(engine) as session:
-                session.get(Hero, 1)
+                race.read(session)
         except BaseException as exc:
             errors.append(exc)
 
@@ -121,9 +195,9 @@ def run_race(engine: sa.Engine, client: redis.Redis, order: Sequence[str], honou
         try:
             turns.wait("W1")
             with CachedSession(engine) as session:
-                hero = session.get(Hero, 1, execution_options={"cache": False})
-                assert hero is not None
-                hero.name = "new"
+                row = session.get(race.model, 1, execution_options={"cache": False})
+                assert row is not None
+                race.write(row)
                 session.commit()
         except BaseException as exc:
             errors.append(exc)
@@ -134,33 +208,33 @@ def run_race(engine: sa.Engine, client: redis.Redis, order: Sequence[str], honou
     for thread in threads:
         thread.join(timeout=30)
     assert not errors, errors
-    return client.get(SQLModelCache.cache_key(Hero, 1))  # type: ignore[return-value]
+    return client.get(race.key())  # type: ignore[return-value]
 
 
-def stale(entry: bytes | None) -> bool:
-    if entry is None or entry.startswith(b"\x00"):
-        return False
-    row = row_in(entry, Hero, 1)
-    assert row is not None
-    return row["name"] != "new"
-
-
+@pytest.mark.parametrize("race", list(RACES))
 @pytest.mark.parametrize("order", list(interleavings()), ids="-".join)
 def test_no_interleaving_leaves_a_stale_entry(
-    engine: sa.Engine, any_real_redis: redis.Redis, order: tuple[str, ...]
+    engine: sa.Engine, any_real_redis: redis.Redis, order: tuple[str, ...], race: str
 ) -> None:
-    entry = run_race(engine, any_real_redis, order)
-    assert not stale(entry), f"stale entry after {order}"
+    entry = run_race(engine, any_real_redis, order, race=RACES[race])
+    assert not RACES[race].stale(entry), f"stale entry after {order}"
     SQLModelCache.reset()
     SQLModelCache.configure(transport=RedisSyncTransport(any_real_redis))
     with CachedSession(engine) as session:
-        assert session.get(Hero, 1).name == "new"  # type: ignore[union-attr]
+        if race == "get":
+            assert session.get(Hero, 1).name == "new"  # type: ignore[union-attr]
+        elif race == "get_by-other-column":
+            assert session.get_by(Account, email=ADA).name == "new"  # type: ignore[union-attr]
+        else:
+            assert session.get_by(Account, email=ADA) is None
+            assert session.get_by(Account, email="new@example.com").id == 1  # type: ignore[union-attr]
 
 
 def test_without_leases_the_race_would_serve_stale_rows(engine: sa.Engine, real_redis: redis.Redis) -> None:
     """The same schedules with an unconditional fill: some end stale, so the test has teeth."""
-    stale_orders = [order for order in interleavings() if stale(run_race(engine, real_redis, order, False))]
-    assert ("R1", "R2", "W1", "W2", "R3") in stale_orders
+    for race in RACES.values():
+        stale_orders = [o for o in interleavings() if race.stale(run_race(engine, real_redis, o, False, race))]
+        assert ("R1", "R2", "W1", "W2", "R3") in stale_orders
 
 
 def test_only_the_expected_interleavings_publish(engine: sa.Engine, real_redis: redis.Redis) -> None:
