@@ -6,7 +6,7 @@ A leaf: it imports nothing of the library but its errors, so every layer can dep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 from ._errors import ConfigurationError
 
@@ -83,12 +83,12 @@ class CacheConfig:
         _check_flag(self.enabled, "CacheConfig(enabled=...)")
         if self.negative_ttl is not None:
             _check_ttl(self.negative_ttl, "CacheConfig(negative_ttl=...)")
-        unique_sets(self.unique)
+        object.__setattr__(self, "unique", unique_sets(self.unique))  # one form: tuples of names
 
     @property
     def unique_sets(self) -> tuple[tuple[str, ...], ...]:
         """The ``unique`` column sets, each a tuple of attribute names."""
-        return unique_sets(self.unique)
+        return cast("tuple[tuple[str, ...], ...]", self.unique)  # made so by __post_init__
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from . import _codec
@@ -27,8 +27,21 @@ def _encode_int(value: Any) -> str | None:
     return str(value) if type(value) is int else None
 
 
+# Quoted text values, remembered: the same hot keys (a slug, an email) are asked again and
+# again, and quoting costs more than the rest of a key. Bounded; emptied when full.
+_quoted: dict[str, str] = {}
+_QUOTED_LIMIT: Final = 4096
+
+
 def _encode_str(value: Any) -> str | None:
-    return quote(value, safe="") if type(value) is str else None
+    if type(value) is not str:
+        return None
+    quoted = _quoted.get(value)
+    if quoted is None:
+        if len(_quoted) >= _QUOTED_LIMIT:
+            _quoted.clear()
+        quoted = _quoted[value] = quote(value, safe="")
+    return quoted
 
 
 def _encode_uuid(value: Any) -> str | None:

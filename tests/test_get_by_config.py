@@ -116,7 +116,7 @@ def test_a_malformed_unique_declaration_is_refused_when_made(unique: Any, compla
 def test_a_set_the_table_does_not_keep_unique_is_refused_at_first_use(
     isolated_sqlite: sa.Engine, fake: fakeredis.FakeRedis, model: Any, complaints: list[str]
 ) -> None:
-    lookup = {model.__cache_config__.unique[0]: "x"}
+    lookup = {model.__cache_config__.unique_sets[0][0]: "x"}
     with CachedSession(isolated_sqlite) as session:
         for use in (lambda: session.get(model, 1), lambda: session.get_by(model, **lookup)):
             with pytest.raises(ConfigurationError) as excinfo:
