@@ -10,7 +10,15 @@ from typing import Final, cast
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_KEY_PREFIX", "DEFAULT_LEASE_WAIT", "DEFAULT_TTL", "CacheConfig", "Settings", "unique_sets"]
+__all__ = [
+    "DEFAULT_KEY_PREFIX",
+    "DEFAULT_LEASE_WAIT",
+    "DEFAULT_NEAR_CACHE_SIZE",
+    "DEFAULT_TTL",
+    "CacheConfig",
+    "Settings",
+    "unique_sets",
+]
 
 DEFAULT_TTL: Final = 300
 DEFAULT_KEY_PREFIX: Final = "sqlmodelcache"
@@ -19,6 +27,8 @@ DEFAULT_KEY_PREFIX: Final = "sqlmodelcache"
 DEFAULT_LEASE_MS: Final = 5_000
 # How long a reader that finds another's lease waits for that fill (single flight).
 DEFAULT_LEASE_WAIT: Final = 0.1
+# Decoded entries kept in process memory for CacheConfig(near=True) models.
+DEFAULT_NEAR_CACHE_SIZE: Final = 10_000
 
 
 def _check_ttl(value: object, what: str) -> None:
@@ -70,12 +80,15 @@ class CacheConfig:
     ``unique=("email", ("tenant_id", "slug"))`` names column sets that a unique constraint
     or unique index of the table covers; ``session.get_by(Model, email=...)`` then reads
     through the cache too.
+    ``near=True`` also keeps the model's entries in process memory, in front of Redis, kept
+    current by Redis's client tracking (``configure(near_cache_size=...)`` bounds them).
     """
 
     ttl: int | None = None
     enabled: bool = True
     negative_ttl: int | None = None
     unique: tuple[str | tuple[str, ...], ...] = ()
+    near: bool = False
 
     def __post_init__(self) -> None:
         if self.ttl is not None:
@@ -84,6 +97,7 @@ class CacheConfig:
         if self.negative_ttl is not None:
             _check_ttl(self.negative_ttl, "CacheConfig(negative_ttl=...)")
         object.__setattr__(self, "unique", unique_sets(self.unique))  # one form: tuples of names
+        _check_flag(self.near, "CacheConfig(near=...)")
 
     @property
     def unique_sets(self) -> tuple[tuple[str, ...], ...]:
@@ -100,8 +114,14 @@ class Settings:
     enabled: bool = True
     lease_ms: int = DEFAULT_LEASE_MS
     lease_wait: float = DEFAULT_LEASE_WAIT
+    near_cache_size: int = DEFAULT_NEAR_CACHE_SIZE
 
     def __post_init__(self) -> None:
+        size = self.near_cache_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ConfigurationError(
+                f"configure(near_cache_size=...) must be a number of entries (an int, 0 for none), got {size!r}"
+            )
         wait = self.lease_wait
         if isinstance(wait, bool) or not isinstance(wait, (int, float)) or not 0 <= wait <= 10:
             raise ConfigurationError(

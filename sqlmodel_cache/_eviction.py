@@ -93,11 +93,15 @@ def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
     purges = [key for key in keys if type(key) is Purge]
     if purges:
         keys = [key for key in keys if type(key) is not Purge]
+    _forget_near(runtime, keys, purges)
     try:
         if keys:
             yield (runtime.transport.delete_many, (keys,))
         for pattern in purges:
             yield (runtime.transport.purge, (pattern,))
+        # Again once Redis has them: a read of this process that began meanwhile may have
+        # kept the old value, and Redis's own word of the change may still be on its way.
+        _forget_near(runtime, keys, purges)
     except TransportError as exc:
         runtime.counters.invalidations_failed += 1
         runtime.evictions.keep([*keys, *purges], runtime.keys)
@@ -105,6 +109,15 @@ def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
     else:
         runtime.counters.invalidations += len(keys) + len(purges)
         logger.debug("evicted %d keys and %d patterns", len(keys), len(purges))
+
+
+def _forget_near(runtime: Runtime, keys: list[str], purges: list[Purge]) -> None:
+    near = runtime.near
+    if near is not None:
+        if purges:
+            near.drop()
+        else:
+            near.invalidate(keys)
 
 
 def deliver_kept(runtime: Runtime) -> Flow[None]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _runtime
-from ._config import DEFAULT_KEY_PREFIX, DEFAULT_LEASE_WAIT, DEFAULT_TTL, Settings
+from ._config import DEFAULT_KEY_PREFIX, DEFAULT_LEASE_WAIT, DEFAULT_NEAR_CACHE_SIZE, DEFAULT_TTL, Settings
 from ._errors import ConfigurationError
 from ._eviction import deliver, key_for_lookup, keys_for_identities
 from ._flow import run, run_async
@@ -46,12 +46,16 @@ class SQLModelCache:
         key_prefix: str = DEFAULT_KEY_PREFIX,
         enabled: bool = True,
         lease_wait: float = DEFAULT_LEASE_WAIT,
+        near_cache_size: int = DEFAULT_NEAR_CACHE_SIZE,
     ) -> None:
         """Install the transport and defaults that every cached session uses.
 
         ``lease_wait`` (seconds): a reader that finds another reader filling the same row
         waits up to this long for that fill and serves it, so N concurrent misses of a row
         cost one database read; ``0`` reads the database at once instead.
+
+        ``near_cache_size``: how many decoded entries of ``CacheConfig(near=True)`` models this
+        process keeps in memory in front of Redis (least recently used out first).
         """
         if not isinstance(transport, (RedisSyncTransport, RedisAsyncTransport)):
             raise ConfigurationError(
@@ -59,7 +63,13 @@ class SQLModelCache:
                 "or a RedisAsyncTransport(redis.asyncio.Redis(...)) from sqlmodel_cache.transport, "
                 f"got {type(transport).__name__}"
             )
-        settings = Settings(default_ttl=default_ttl, key_prefix=key_prefix, enabled=enabled, lease_wait=lease_wait)
+        settings = Settings(
+            default_ttl=default_ttl,
+            key_prefix=key_prefix,
+            enabled=enabled,
+            lease_wait=lease_wait,
+            near_cache_size=near_cache_size,
+        )
         _runtime.start(transport, settings)
 
     @classmethod
@@ -71,6 +81,8 @@ class SQLModelCache:
         from scratch passes ``drop_pending_evictions=True``.
         """
         previous = _runtime.stop(drop_pending_evictions=drop_pending_evictions)
+        if previous is not None:
+            previous.close()
         close = getattr(previous.transport, "close", None) if previous is not None else None
         if close is not None:
             close()

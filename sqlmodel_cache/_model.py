@@ -4,10 +4,13 @@ fingerprint) and how a cached row becomes a persistent instance, computed once p
 
 from __future__ import annotations
 
+import datetime as dt
+import decimal
 import enum
 import hashlib
 import operator
 import threading
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
@@ -20,7 +23,7 @@ from sqlalchemy.types import Enum as SAEnum
 
 from ._config import CacheConfig
 from ._errors import ConfigurationError
-from ._index import Index, row_index, unique_indexes
+from ._index import Index, python_type, row_index, unique_indexes
 from ._keys import PkPart
 
 __all__ = ["ModelInfo", "model_info"]
@@ -55,6 +58,10 @@ class ModelInfo:
     identity_class: type
     identity_of: Callable[[list[Any]], tuple[Any, ...]]  # the primary key of a decoded row
     entry_length: int  # the fingerprint, the server lifetime, then the columns
+    # Are all column values immutable (numbers, text, times, ...), so that one decoded row
+    # may be shared by the instances of many sessions? Not with a JSON column: an in-place
+    # change of one instance's dict must not reach another's.
+    shareable: bool
 
     def pk_of(self, state_dict: dict[str, Any]) -> list[Any] | None:
         try:
@@ -191,7 +198,17 @@ def _build(cls: type, config: CacheConfig) -> ModelInfo:
         identity_class=mapper._identity_class,
         identity_of=_getter(pk_positions),
         entry_length=len(attr_keys) + 2,
+        shareable=all(_immutable(column) for _, column in columns),
     )
+
+
+# Python types whose values cannot change in place.
+_IMMUTABLE: Final = (int, float, str, bytes, decimal.Decimal, uuid.UUID, dt.date, dt.time, dt.timedelta, enum.Enum)
+
+
+def _immutable(column: Column[Any]) -> bool:
+    found = python_type(column)
+    return found is not None and issubclass(found, _IMMUTABLE)
 
 
 _infos: dict[type, ModelInfo | None] = {}

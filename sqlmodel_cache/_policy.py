@@ -9,6 +9,7 @@ Every counter of a read is counted here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
@@ -23,6 +24,7 @@ from ._index import Index
 from ._keys import pk_values
 from ._lease import is_lease
 from ._model import ModelInfo, model_info
+from ._near import NearCache
 from ._options import GetOptions, ttl_ms
 from ._runtime import Runtime, active
 from ._snapshot import connection_is_fresh
@@ -171,6 +173,26 @@ class ReadPolicy:
             return None
         ident = identity[0] if len(identity) == 1 else identity
         return Database(lambda session: Session.get(session, info.cls, ident))
+
+    def near_cache(self) -> NearCache | None:
+        """The near cache, made current, if this model keeps near entries and tracking is live."""
+        near = self.runtime.near
+        if near is None or not self.info.config.near:
+            return None
+        return near if self.runtime.tracking(near).current() else None
+
+    def near_hit(self, verdict: Any) -> Any:
+        """A near entry's values for this session (a copy where instances could share one)."""
+        self.runtime.counters.near_hits += 1
+        if type(verdict) is list and not self.info.shareable:
+            return copy.deepcopy(verdict)
+        return verdict
+
+    def near_keep(self, near: NearCache, key: str, verdict: Verdict, started: int) -> None:
+        """Keep what a read of Redis that began at ``started`` found, if no change of the key
+        reached the process since (tracking made current first)."""
+        if self.runtime.tracking(near).current():
+            near.keep(key, verdict, started)
 
     def cache_may_answer(self, key: str) -> bool:
         """May the cache answer for ``key``, or only the database?"""

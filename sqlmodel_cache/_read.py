@@ -65,6 +65,14 @@ def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from
         yield from deliver_kept(runtime)
     if (pk is not None and policy.in_identity_map(pk)) or not policy.cache_may_answer(key):
         return (yield from_database)  # Session.get answers from the identity map, or only the database may
+    near = policy.near_cache()
+    if near is not None:
+        near_verdict = near.get(key)
+        if near_verdict is not None:
+            logger.debug("near hit %s", key)
+            served = _served(policy, pk, policy.near_hit(near_verdict))
+            return (yield served) if type(served) is Database else served
+        started = near.started()
     if policy.needs_connection_check:
         policy.check_connection((yield connection_for(policy.info.mapper)))
     transport = runtime.transport
@@ -83,24 +91,19 @@ def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from
         return (yield from_database)
     raw, epoch = answer
     verdict = policy.judge(raw, part, epoch)
-    if type(verdict) is list:
+    if type(verdict) is list or verdict is NO_ROW:
         logger.debug("hit %s", key)
-        if pk is None and (in_session := policy.in_session(verdict)) is not None:
-            return (yield in_session)
-        return policy.info.load_into(policy.session, verdict)
-    if verdict is NO_ROW:
-        logger.debug("hit %s: no row", key)
-        return None
+        if near is not None:
+            policy.near_keep(near, key, verdict, started)
+        served = _served(policy, pk, verdict)
+        return (yield served) if type(served) is Database else served
     held = lease is not None and raw is None  # SET ... NX took the lease
     if verdict is BUSY and runtime.settings.lease_wait:
         # Single flight: another reader is filling this row; its fill is served, not a SELECT.
         [(verdict, raw, epoch, taken)] = yield from wait_for_fills(policy, [key], [part], lease is not None)
-        if type(verdict) is list:
-            if pk is None and (in_session := policy.in_session(verdict)) is not None:
-                return (yield in_session)
-            return policy.info.load_into(policy.session, verdict)
-        if verdict is NO_ROW:
-            return None
+        if type(verdict) is list or verdict is NO_ROW:
+            served = _served(policy, pk, verdict)
+            return (yield served) if type(served) is Database else served
         held, lease = taken is not None, taken
     policy.missed()
     if lease is not None and isinstance(verdict, Unusable):
@@ -129,6 +132,16 @@ def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from
             policy.filled(int(published), int(not published))
             logger.debug("filled %s" if published else "lease lost, not filled: %s", key)
     return loaded
+
+
+def _served(policy: ReadPolicy, pk: list[Any] | None, verdict: Any) -> Any:
+    """A hit's row for the session (``None`` for a negative entry), or, for a unique lookup's
+    row that the session holds already, the step that answers it as ``Session.get`` does."""
+    if verdict is NO_ROW:
+        return None
+    if pk is None and (in_session := policy.in_session(verdict)) is not None:
+        return in_session
+    return policy.info.load_into(policy.session, verdict)
 
 
 # A waited key's outcome: its verdict, what it held, the lifetime that said so, and the lease

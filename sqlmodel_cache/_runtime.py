@@ -1,5 +1,5 @@
 """The runtime: owns the live state of one configuration (transport, settings, key scheme,
-counters, kept evictions), which ``configure()`` creates and ``reset()`` drops.
+counters, kept evictions, the near cache), which ``configure()`` creates and ``reset()`` drops.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Final
 from ._config import Settings
 from ._errors import ConfigurationError
 from ._keys import KeyScheme, Purge
+from ._near import NearCache, Tracking
 from ._stats import CacheStats, FailureLog, Notices, logger
 
 if TYPE_CHECKING:
@@ -77,7 +78,17 @@ class KeptEvictions:
 class Runtime:
     """One configuration, live. Sessions take it once per call and use nothing global."""
 
-    __slots__ = ("counters", "evictions", "failures", "keys", "notices", "settings", "transport")
+    __slots__ = (
+        "_tracking_lock",
+        "counters",
+        "evictions",
+        "failures",
+        "keys",
+        "near",
+        "notices",
+        "settings",
+        "transport",
+    )
 
     def __init__(self, transport: SyncTransport | AsyncTransport, settings: Settings, evictions: KeptEvictions) -> None:
         self.transport = transport
@@ -87,6 +98,26 @@ class Runtime:
         self.evictions = evictions
         self.notices = Notices()
         self.failures = FailureLog(self.counters, self.notices)
+        size = settings.near_cache_size
+        self.near: NearCache | None = NearCache(size, self.counters) if size else None
+        self._tracking_lock = threading.Lock()
+
+    def tracking(self, near: NearCache) -> Tracking:
+        """The near cache's tracking, started by the first read of a near model."""
+        tracking = near.tracking
+        if tracking is None:
+            with self._tracking_lock:
+                tracking = near.tracking
+                if tracking is None:
+                    tracking = near.tracking = self.transport.track(near, self.keys.prefix + ":")
+        return tracking
+
+    def close(self) -> None:
+        """Stop what runs beside the requests (the near cache's tracking)."""
+        near = self.near
+        if near is not None and near.tracking is not None:
+            near.tracking.close()
+            near.drop()
 
     def stats(self) -> CacheStats:
         snapshot = self.counters.copy()

@@ -47,6 +47,10 @@ class CacheStats:
     # the ones served by that fill (``configure(lease_wait=...)``).
     lease_waits: int = 0
     lease_wait_hits: int = 0
+    # Lookups answered from process memory (``CacheConfig(near=True)``): no Redis call, no
+    # SQL; and near entries dropped because Redis said their key changed (or tracking was lost).
+    near_hits: int = 0
+    near_invalidations: int = 0
     # Lookups the cache could not take (a key it cannot name): each went to the database.
     uncacheable: int = 0
     fills: int = 0

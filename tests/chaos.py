@@ -18,7 +18,7 @@ import redis
 
 from .servers import PersistentRedis, RedisServer, SentinelDeployment
 
-__all__ = ["Scenario", "chaos", "client_kill", "kill9_restart", "pause", "sentinel_failover"]
+__all__ = ["Scenario", "chaos", "client_kill", "kill9_restart", "kill_tracking", "pause", "sentinel_failover"]
 
 # A scenario: given a stop event and a log, does its fault until the event is set.
 Scenario = Callable[[threading.Event, Callable[[str], None]], None]
@@ -88,6 +88,21 @@ def client_kill(server: RedisServer, rng: random.Random) -> Scenario:
             while not stop.wait(rng.uniform(0.1, 0.5)):
                 killed = admin.client_kill_filter(_type="normal", skipme=True)
                 log(f"CLIENT KILL: {killed}")
+
+    return run
+
+
+def kill_tracking(server: RedisServer, rng: random.Random) -> Scenario:
+    """Kill the near caches' tracking connections (the clients with tracking on), over and over."""
+
+    def run(stop: threading.Event, log: Callable[[str], None]) -> None:
+        with redis.Redis(port=server.port) as admin:
+            while not stop.wait(rng.uniform(0.2, 0.6)):
+                tracking = [client["id"] for client in admin.client_list() if "t" in client["flags"]]
+                for client_id in tracking:
+                    with contextlib.suppress(redis.ResponseError):  # gone already
+                        admin.client_kill_filter(_id=client_id)
+                log(f"killed {len(tracking)} tracking connections")
 
     return run
 

@@ -138,3 +138,12 @@ class Account(SQLModel, table=True):
     tenant_id: int = 0
     slug: str = ""
     name: str = ""
+
+
+class Note(SQLModel, table=True):
+    """Kept near (in process memory) as well as in Redis; its JSON column is mutable."""
+
+    __cache_config__ = CacheConfig(ttl=600, near=True)
+    id: int | None = Field(default=None, primary_key=True)
+    title: str = ""
+    tags: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

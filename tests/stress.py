@@ -17,7 +17,7 @@ import redis
 import redis.sentinel
 import sqlalchemy as sa
 
-from sqlmodel_cache import CachedSession, SQLModelCache
+from sqlmodel_cache import CacheConfig, CachedSession, SQLModelCache
 from sqlmodel_cache.transport import RedisSyncTransport
 
 from .models import Versioned
@@ -32,16 +32,18 @@ def redis_client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url, socket_timeout=2)
 
 
-def _setup(database_url: str, redis_url: str, ttl: int) -> sa.Engine:
+def _setup(database_url: str, redis_url: str, ttl: int, near: bool) -> sa.Engine:
+    if near:  # before the model's first use, in this fresh process
+        Versioned.__cache_config__ = CacheConfig(near=True)  # type: ignore[attr-defined]
     SQLModelCache.configure(transport=RedisSyncTransport(redis_client(redis_url)), default_ttl=ttl)
     return sa.create_engine(database_url, pool_size=2)
 
 
 def writer(
-    database_url: str, redis_url: str, ttl: int, rows: int, seconds: float, acked: Any, seed: int
+    database_url: str, redis_url: str, ttl: int, near: bool, rows: int, seconds: float, acked: Any, seed: int
 ) -> dict[str, Any]:
     """Bump random rows' versions; after each commit returns, acknowledge the version."""
-    engine = _setup(database_url, redis_url, ttl)
+    engine = _setup(database_url, redis_url, ttl, near)
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
     writes, failures = 0, []
@@ -65,10 +67,10 @@ def writer(
 
 
 def reader(
-    database_url: str, redis_url: str, ttl: int, rows: int, seconds: float, acked: Any, seed: int
+    database_url: str, redis_url: str, ttl: int, near: bool, rows: int, seconds: float, acked: Any, seed: int
 ) -> dict[str, Any]:
     """Read the acknowledged version first, then get(): anything older is a violation."""
-    engine = _setup(database_url, redis_url, ttl)
+    engine = _setup(database_url, redis_url, ttl, near)
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
     reads = 0
@@ -97,6 +99,7 @@ def reader(
         "violations": violations,
         "exceptions": failures,
         "hits": stats.hits,
+        "near_hits": stats.near_hits,
         "misses": stats.misses,
         "latencies": latencies,
     }
@@ -111,16 +114,24 @@ def run(role: str, results: Any, *args: Any) -> None:
 
 
 def orchestrate(
-    database_url: str, redis_url: str, ttl: int, rows: int, seconds: float, writers: int, readers: int
+    database_url: str,
+    redis_url: str,
+    ttl: int,
+    rows: int,
+    seconds: float,
+    writers: int,
+    readers: int,
+    near: bool = False,
 ) -> dict[str, Any]:
     """Run ``writers`` and ``readers`` processes for ``seconds`` over ``rows`` seeded rows (the
-    table must hold them, version 0); their reports summed: reads, commits, violations,
-    exceptions, hits, misses, and the p99 of get()."""
+    table must hold them, version 0), with the model's near cache on if ``near``; their
+    reports summed: reads, commits, violations, exceptions, hits, near hits, misses, and the
+    p99 of get()."""
     import multiprocessing
 
     context = multiprocessing.get_context("spawn")
     acked = context.Array("q", rows)
-    args = (database_url, redis_url, ttl, rows, seconds, acked)
+    args = (database_url, redis_url, ttl, near, rows, seconds, acked)
     results = context.Queue()
     roles = ["writer"] * writers + ["reader"] * readers
     processes = [context.Process(target=run, args=(role, results, *args, seed)) for seed, role in enumerate(roles)]
@@ -138,6 +149,7 @@ def orchestrate(
         "commits": sum(w["writes"] for w in written),
         "reads": sum(r["reads"] for r in read),
         "hits": sum(r["hits"] for r in read),
+        "near_hits": sum(r["near_hits"] for r in read),
         "misses": sum(r["misses"] for r in read),
         "violations": [v for r in read for v in r["violations"]],
         "exceptions": [e for report in (*written, *read) for e in report["exceptions"]],

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar, cast
 
 import redis
@@ -21,6 +21,7 @@ import redis.asyncio.cluster
 import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
+from redis.cluster import PRIMARY
 from redis.exceptions import ClusterDownError, ConnectionError, ResponseError
 
 from sqlmodel_cache import _lease
@@ -29,6 +30,7 @@ from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
 from ._borrowed import Commands, on
+from ._clients import tracking_factory
 from ._cluster import Router
 from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
 from ._connections import packed
@@ -72,7 +74,31 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             self._router = Router(client, self._refresh_in_background)
         self._scripts = Scripts(lambda source: client.register_script(source).sha.encode())
+        self._targets: dict[str, Callable[[], Any]] = {}
+        self._targets_of: Any = None
         return self._router
+
+    def _tracking_targets(self) -> dict[str, Callable[[], Any]]:
+        # The server (or the Sentinel service's master), or every cluster master, as the
+        # layout says now; built again only when a refresh replaced the slot map.
+        if self._router is None:
+            if not self._targets:
+                pool = cast(Any, self.client).connection_pool
+                self._targets = {
+                    "the server": tracking_factory(pool, pool.connection_class, pool.connection_kwargs, self.timeout)
+                }
+            return self._targets
+        nodes_manager = cast(Any, self.client).nodes_manager
+        slots = nodes_manager.slots_cache
+        if self._targets_of is not slots:
+            targets = {}
+            for node in list(nodes_manager.nodes_cache.values()):
+                if node.server_type == PRIMARY:
+                    targets[node.name] = tracking_factory(
+                        None, node.connection_class, node.connection_kwargs, self.timeout
+                    )
+            self._targets, self._targets_of = targets, slots
+        return self._targets
 
     def _refresh_in_background(self) -> None:
         router = self._router

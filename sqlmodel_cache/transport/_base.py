@@ -1,14 +1,18 @@
 """What both transports share: owns the checks of their arguments, the guard that every call
-goes through, and the breaker state they report."""
+goes through, the breaker state they report, and the near cache's tracking of their servers."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 from sqlmodel_cache._errors import ConfigurationError
+from sqlmodel_cache._near import NearCache
 
 from ._clients import DEFAULT_COOLDOWN, DEFAULT_FAILURE_THRESHOLD, DEFAULT_TIMEOUT, check_binary_client, check_settings
 from ._guard import Guard
+from ._tracking import ServerTracking, Tracking
 
 __all__ = ["GuardedTransport"]
 
@@ -54,6 +58,38 @@ class GuardedTransport(Generic[ClientT]):
     def _start(self) -> Any:
         """Set up this transport's own I/O; returns the cluster client that routes keys, if any."""
         raise NotImplementedError
+
+    def _tracking_targets(self) -> dict[str, Callable[[], Any]]:
+        """The servers whose keys the near cache tracks, by name: how to connect to each."""
+        raise NotImplementedError
+
+    def track(self, near: NearCache, prefix: str) -> Tracking:
+        """Track the keys under ``prefix`` on every server of this transport, for ``near``.
+
+        Entries are served only while a ping sent less than a quarter of the bound ago has
+        been answered: under the time a commit waits for its eviction's reply, so a paused
+        server's held-back invalidations cannot let a near entry outlive a commit.
+        """
+        validity = self.timeout / 4
+        tracked: dict[str, ServerTracking] = {}
+        lock = threading.Lock()
+        known: list[Any] = [None, ()]  # the targets last seen, and their trackings
+
+        def servers() -> Sequence[ServerTracking]:
+            targets = self._tracking_targets()  # the same dict while the layout is unchanged
+            if targets is known[0]:
+                return known[1]  # type: ignore[no-any-return]
+            with lock:
+                for name in [name for name in tracked if name not in targets]:
+                    tracked.pop(name).close()  # no longer a master: its keys are elsewhere
+                    near.drop()
+                for name, factory in targets.items():
+                    if name not in tracked:
+                        tracked[name] = ServerTracking(factory, prefix, near, validity, name)
+                known[:] = [targets, tuple(tracked.values())]
+            return known[1]  # type: ignore[no-any-return]
+
+        return Tracking(servers, near, self._guard.all_closed)
 
     @property
     def breaker_state(self) -> str:

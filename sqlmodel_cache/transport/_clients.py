@@ -34,6 +34,7 @@ __all__ = [
     "check_binary_client",
     "check_settings",
     "connection_factory",
+    "tracking_factory",
 ]
 
 # Well under a database round trip on a LAN: a slow Redis must not be slower than no Redis.
@@ -91,13 +92,14 @@ def connection_factory(connection_class: type, kwargs: dict[str, Any]) -> Callab
     return lambda: connection_class(**kwargs)
 
 
-def _bounded_sentinels(manager: Any, timeout: float, asynchronous: bool) -> Any:
-    """A Sentinel manager like ``manager`` whose queries to the sentinels end within ``timeout``."""
+def _bounded_sentinels(manager: Any, timeout: float, asynchronous: bool, kind: type | None = None) -> Any:
+    """A Sentinel manager like ``manager`` (or of ``kind``) whose queries to the sentinels end
+    within ``timeout``."""
     addresses = [
         (sentinel.connection_pool.connection_kwargs["host"], sentinel.connection_pool.connection_kwargs["port"])
         for sentinel in manager.sentinels
     ]
-    return type(manager)(
+    return (kind or type(manager))(
         addresses,
         min_other_sentinels=manager.min_other_sentinels,
         sentinel_kwargs=bounded_kwargs(manager.sentinel_kwargs, timeout, asynchronous=asynchronous),
@@ -135,3 +137,32 @@ def bounded_cluster_client(client: redis.cluster.RedisCluster, timeout: float) -
     kwargs = bounded_kwargs(client.nodes_manager.connection_kwargs, timeout, asynchronous=False)
     startup = [redis.cluster.ClusterNode(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]  # type: ignore[no-untyped-call]
     return redis.cluster.RedisCluster(startup_nodes=startup, **kwargs)
+
+
+# The blocking connection class that connects where an asyncio one does.
+_SYNC_TWINS: Final[dict[type, type]] = {
+    redis.asyncio.Connection: redis.Connection,
+    redis.asyncio.SSLConnection: redis.SSLConnection,
+    redis.asyncio.UnixDomainSocketConnection: redis.UnixDomainSocketConnection,
+}
+
+
+def tracking_factory(pool: Any, connection_class: type, kwargs: dict[str, Any], timeout: float) -> Callable[[], Any]:
+    """New blocking RESP3 connections to where ``connection_class`` with ``kwargs`` (of ``pool``,
+    sync or asyncio) connects, bounded: the near cache's tracking connections. They are
+    blocking for the asyncio transport too, so that what has reached the socket is read
+    before an entry is served, without a turn of the event loop."""
+    if connection_class is redis.asyncio.sentinel.SentinelManagedConnection:
+        # Its own Sentinel-managed pool of the blocking kind, on the same sentinels and service.
+        plain = {k: v for k, v in kwargs.items() if k != "connection_pool"}
+        sync_pool = redis.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
+            pool.service_name,
+            _bounded_sentinels(pool.sentinel_manager, timeout, False, redis.sentinel.Sentinel),
+            is_master=True,
+            **bounded_kwargs(plain, timeout, asynchronous=False),
+        )
+        connection_class, kwargs = sync_pool.connection_class, sync_pool.connection_kwargs
+    elif connection_class in _SYNC_TWINS:
+        connection_class = _SYNC_TWINS[connection_class]
+        kwargs = bounded_kwargs(kwargs, timeout, asynchronous=False)
+    return connection_factory(connection_class, {**kwargs, "protocol": 3})

@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from sqlmodel_cache._stats import logger
 
-__all__ = ["UNKNOWN_LIFETIME", "Link", "ThreadConnections", "packed", "run_id"]
+__all__ = ["UNKNOWN_LIFETIME", "Link", "ThreadConnections", "fork_generation", "packed", "run_id"]
 
 # A connection factory: a redis-py connection class with its keyword arguments, bound.
 Factory = Callable[[], Any]
@@ -198,6 +198,11 @@ _MAX_OWED: Final = 1000
 
 
 _fork_generation = 0
+
+
+def fork_generation() -> int:
+    """How many forks this process descends from (it changes in a forked child)."""
+    return _fork_generation
 
 
 def _after_fork() -> None:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar, NamedTuple, Protocol
 
 from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._lease import Settlement
+from sqlmodel_cache._near import NearCache, Tracking
 
 __all__ = ["Answer", "Answers", "AsyncTransport", "SyncTransport", "Transport"]
 
@@ -43,6 +44,10 @@ class Transport(Protocol):
 
     @property
     def breaker_trips(self) -> int: ...
+
+    def track(self, near: NearCache, prefix: str) -> Tracking:
+        """Keep ``near`` current with the changes of the keys under ``prefix`` (Redis client
+        tracking, from a thread of its own); the tracking, to read and stop."""
 
 
 class SyncTransport(Transport, Protocol):

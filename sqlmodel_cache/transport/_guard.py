@@ -109,6 +109,12 @@ class Guard:
             )
         return breaker
 
+    def all_closed(self) -> bool:
+        """Is every breaker closed (none open, none probing)?"""
+        if self.breaker.state != CLOSED:
+            return False
+        return all(breaker.state == CLOSED for breaker in self._node_breakers.values())
+
     @property
     def state(self) -> str:
         """ "open" if the transport-wide breaker or any node's is open, else its state."""

@@ -11,6 +11,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.cluster import PRIMARY
 from redis.exceptions import ClusterDownError, NoScriptError
 
 from sqlmodel_cache import _lease
@@ -18,7 +19,7 @@ from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
-from ._clients import bounded_client, bounded_cluster_client, connection_factory
+from ._clients import bounded_client, bounded_cluster_client, connection_factory, tracking_factory
 from ._cluster import Router
 from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
 from ._connections import Link, ThreadConnections, packed
@@ -62,7 +63,32 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             pool = self._redis.connection_pool
             self._server = ThreadConnections(connection_factory(pool.connection_class, pool.connection_kwargs))
         self._scripts = Scripts(lambda source: self._redis.register_script(source).sha.encode())
+        self._targets: dict[str, Callable[[], Any]] = {}
+        self._targets_of: Any = None
         return self._router
+
+    def _tracking_targets(self) -> dict[str, Callable[[], Any]]:
+        # The server (or the Sentinel service's master), or every cluster master, as the
+        # layout says now; built again only when a refresh replaced the slot map.
+        if self._router is None:
+            if not self._targets:
+                pool = self._redis.connection_pool
+                self._targets = {
+                    "the server": tracking_factory(pool, pool.connection_class, pool.connection_kwargs, self.timeout)
+                }
+            return self._targets
+        nodes_manager = self._redis.nodes_manager
+        slots = nodes_manager.slots_cache
+        if self._targets_of is not slots:
+            targets = {}
+            for node in list(nodes_manager.nodes_cache.values()):
+                if node.server_type == PRIMARY:
+                    pool = node.redis_connection.connection_pool
+                    targets[node.name] = tracking_factory(
+                        pool, pool.connection_class, pool.connection_kwargs, self.timeout
+                    )
+            self._targets, self._targets_of = targets, slots
+        return self._targets
 
     def _refresh_in_background(self) -> None:
         assert self._router is not None

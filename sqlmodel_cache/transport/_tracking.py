@@ -1,0 +1,242 @@
+"""Client tracking: owns the connections on which Redis tells this process of every change to
+a key under the prefix, for the near cache (`sqlmodel_cache._near`).
+
+Each tracked server gets one RESP3 connection of its own with ``CLIENT TRACKING ON BCAST
+PREFIX <prefix>:``: Redis pushes the names of the keys changed under the prefix, whoever
+changed them, in order with the replies on that connection. Before an entry is served, what
+has reached the socket is read (a poll that does not block), so every invalidation that has
+reached the process is applied first.
+
+A server that says nothing may be paused, its invalidations held back while a commit's
+eviction waits there; so the connection also pings it, and entries are served only while a
+ping sent less than ``validity`` ago has been answered (whatever was pushed before that
+answer has been applied). ``validity`` is a quarter of the transport's bound, under the time a
+commit waits for its eviction's reply. Connections are (re)made, and pings sent, by a
+background thread; a lost connection, a breaker that opened, or a fork drops every near
+entry until tracking is back.
+
+redis-py's own client-side caching (``cache_config``) is not used: it caches replies of read
+commands per connection and needs Redis 7.4, while the cache reads with ``SET ... NX GET``
+(the lease) on Redis 7.0 too, and its asyncio client has none.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import select
+import ssl
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, Final
+
+from sqlmodel_cache._near import NearCache
+from sqlmodel_cache._stats import logger
+
+from ._connections import fork_generation
+
+__all__ = ["ServerTracking", "Tracking"]
+
+# How often the background thread looks at its connections when nothing is read near: a
+# first read after a quiet spell goes to Redis, and asks for a ping at once.
+_IDLE_S: Final = 0.1
+# A process that served no near entry for this long stops pinging.
+_ACTIVE_S: Final = 1.0
+
+
+class ServerTracking:
+    """The tracking connection to one server (a single server, a Sentinel service's master, or
+    one cluster master)."""
+
+    def __init__(self, factory: Callable[[], Any], prefix: str, near: NearCache, validity: float, name: str) -> None:
+        self._factory = factory
+        self._prefix = prefix.encode()
+        self._near = near
+        self.validity = validity
+        self.name = name
+        self._lock = threading.Lock()
+        self._connection: Any = None
+        self._arrived: Callable[[], bool] = _nothing  # has anything reached the socket?
+        self._pings: collections.deque[float] = collections.deque()  # send times of unanswered pings
+        self._answered = -1e9  # send time of the last answered ping
+        self.used = 0.0  # when a reader last asked
+
+    # The reader's side --------------------------------------------------------------------
+
+    def current(self, now: float) -> bool:
+        """Apply what has reached the socket; whether entries may be served."""
+        self.used = now
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                return False
+            try:
+                if self._arrived():
+                    while connection.can_read(timeout=0):
+                        self._read(connection)
+                fresh = now - self._answered < self.validity
+                if not fresh and not self._pings:
+                    self._ping(connection, now)  # after a quiet spell: be fresh again soon
+            except Exception as error:  # the connection is gone, or out of step
+                self._lost(error)
+                return False
+            return fresh
+
+    def _read(self, connection: Any) -> None:
+        reply = connection.read_response(push_request=True)
+        if reply is _PUSHED:
+            return
+        if reply in (b"PONG", "PONG") and self._pings:
+            self._answered = self._pings.popleft()
+        # anything else (a stray reply) is ignored
+
+    def _ping(self, connection: Any, now: float) -> None:
+        connection.send_command("PING", check_health=False)
+        self._pings.append(now)
+
+    def _lost(self, error: BaseException | None) -> None:
+        if self._connection is not None:
+            logger.warning(
+                "near cache: lost the Redis tracking connection to %s (%s); near entries dropped until it is back",
+                self.name,
+                error,
+            )
+            with contextlib.suppress(Exception):
+                self._connection.disconnect()
+        self._connection = None
+        self._arrived = _nothing
+        self._pings.clear()
+        self._answered = -1e9
+        self._near.drop()
+
+    # The background thread's side ---------------------------------------------------------
+
+    def tend(self, now: float) -> None:
+        """(Re)connect if need be; while readers use the near cache, keep a ping in flight."""
+        if self._connection is None:
+            self._connect()
+            return
+        with self._lock:
+            connection = self._connection
+            if connection is None:
+                return
+            try:
+                while connection.can_read(timeout=0):
+                    self._read(connection)
+                if now - self.used < _ACTIVE_S and (not self._pings or now - self._pings[-1] > self.validity):
+                    self._ping(connection, now)
+            except Exception as error:
+                self._lost(error)
+
+    def _connect(self) -> None:
+        connection = self._factory()
+        try:
+            connection.connect()
+            parser = connection._parser
+            if not hasattr(parser, "set_invalidation_push_handler"):
+                raise RuntimeError("this redis-py cannot read RESP3 invalidations; near=True needs redis-py 5.1+")
+            parser.set_invalidation_push_handler(self._invalidated)
+            connection.send_command("CLIENT", "TRACKING", "ON", "BCAST", "PREFIX", self._prefix, check_health=False)
+            reply = connection.read_response()
+            if reply not in (b"OK", "OK"):
+                raise RuntimeError(f"CLIENT TRACKING answered {reply!r}")
+        except Exception as error:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+            logger.debug("near cache: no tracking connection to %s yet: %s", self.name, error)
+            return
+        with self._lock:
+            self._near.drop()  # what was read before tracking began is not known to be current
+            self._connection = connection
+            self._arrived = _arrival_check(connection._sock)
+            self._pings.clear()
+            self._ping(connection, time.monotonic())
+
+    def _invalidated(self, message: Any) -> Any:
+        keys = message[1] if len(message) > 1 else None
+        if keys is None:
+            self._near.invalidate(None)  # FLUSHALL / FLUSHDB
+        else:
+            self._near.invalidate(key.decode() if isinstance(key, bytes) else key for key in keys)
+        return _PUSHED
+
+    def close(self) -> None:
+        with self._lock:
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.disconnect()
+
+
+# What the push handler answers, so that a drain tells pushes from replies.
+_PUSHED: Final = object()
+
+
+def _nothing() -> bool:
+    return False
+
+
+def _arrival_check(sock: Any) -> Callable[[], bool]:
+    """A check, cheaper than redis-py's ``can_read`` (one ``poll`` on a poller made once), of
+    whether bytes have reached ``sock``; a TLS socket may also hold decrypted bytes."""
+    poller = select.poll()
+    poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
+    poll = poller.poll
+    if isinstance(sock, ssl.SSLSocket):
+        pending = sock.pending
+        return lambda: bool(pending() or poll(0))
+    return lambda: bool(poll(0))
+
+
+class Tracking:
+    """The tracking of every server a transport uses, and the thread that tends it."""
+
+    def __init__(
+        self,
+        servers: Callable[[], Sequence[ServerTracking]],
+        near: NearCache,
+        breakers_closed: Callable[[], bool],
+    ) -> None:
+        self._servers = servers  # the current set (a cluster's masters change)
+        self._near = near
+        self._breakers_closed = breakers_closed
+        self._generation = fork_generation()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="sqlmodel-cache-tracking", daemon=True)
+        self._thread.start()
+
+    def current(self) -> bool:
+        if fork_generation() != self._generation:  # a forked child: the parent's sockets are not its own
+            self._near.drop()
+            return False
+        if not self._breakers_closed():
+            self._near.drop()
+            return False
+        now = time.monotonic()
+        live = True
+        for server in self._servers():
+            if not server.current(now):
+                live = False
+        return live
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            now = time.monotonic()
+            servers = list(self._servers())
+            for server in servers:
+                try:
+                    server.tend(now)
+                except Exception:  # never let the thread die; the next turn tries again
+                    logger.debug("near cache: tending %s failed", server.name, exc_info=True)
+            active = any(now - server.used < _ACTIVE_S for server in servers)
+            self._stop.wait(min(server.validity for server in servers) / 3 if active and servers else _IDLE_S)
+
+    def close(self) -> None:
+        self._stop.set()
+        for server in self._servers():
+            server.close()

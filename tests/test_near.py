@@ -1,0 +1,278 @@
+"""The near cache (``CacheConfig(near=True)``): entries in process memory in front of Redis,
+served with no Redis call and no SQL, and dropped as soon as Redis's client tracking says
+their key changed, whoever changed it; nothing is served while tracking may have missed a
+change (its connection lost, the server silent)."""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import redis
+import sqlalchemy as sa
+from sqlmodel import Session
+
+from sqlmodel_cache import (
+    AsyncCachedSession,
+    CacheConfig,
+    CachedSession,
+    CacheStats,
+    ConfigurationError,
+    SQLModelCache,
+)
+from sqlmodel_cache.transport import Answer, RedisAsyncTransport, RedisSyncTransport
+
+from .conftest import SQLCounter
+from .models import Hero, Note
+from .servers import redis_server
+
+
+class CountingTransport(RedisSyncTransport):
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        super().__init__(client, **kwargs)
+        self.calls = 0
+
+    def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
+        self.calls += 1
+        return super().lookup(key, lease, lease_ms)
+
+    def peek(self, key: str) -> Answer:
+        self.calls += 1
+        return super().peek(key)
+
+
+def seed(engine: sa.Engine, *notes: Note) -> None:
+    with Session(engine) as session:
+        session.add_all(notes or [Note(id=1, title="first", tags={"a": 1})])
+        session.commit()
+
+
+def title(engine: sa.Engine, pk: int = 1) -> str | None:
+    with CachedSession(engine) as session:
+        note = session.get(Note, pk)
+        return None if note is None else note.title
+
+
+def until(condition: Callable[[], bool], what: str, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.005)
+
+
+def warm(engine: sa.Engine, stats: Any, pk: int = 1) -> None:
+    """Read ``pk`` until it is served from process memory (tracking starts with the first read)."""
+    before = stats.near_hits
+
+    def near_hit() -> bool:
+        title(engine, pk)
+        return bool(stats.near_hits > before)
+
+    until(near_hit, f"row {pk} was never served from the near cache")
+
+
+def change_elsewhere(engine: sa.Engine, client: Any, pk: int, new_title: str) -> None:
+    """What another process's commit does: the row in the database, then its key evicted."""
+    with Session(engine) as session:
+        note = session.get(Note, pk)
+        assert note is not None
+        note.title = new_title
+        session.commit()
+    client.delete(SQLModelCache.cache_key(Note, pk))
+
+
+def tracking_clients(client: redis.Redis) -> list[dict[str, Any]]:
+    return [c for c in client.client_list() if "t" in c["flags"]]
+
+
+# Serving --------------------------------------------------------------------------------------
+
+
+def test_a_near_hit_makes_no_redis_call_and_no_sql(
+    engine: sa.Engine, any_real_redis: Any, sql_counter: SQLCounter, stats: CacheStats
+) -> None:
+    transport = CountingTransport(any_real_redis)
+    SQLModelCache.configure(transport=transport)
+    seed(engine)
+    warm(engine, stats)
+    transport.calls = 0
+    sql_counter.reset()
+    with CachedSession(engine) as session:
+        note = session.get(Note, 1)
+        assert note is not None and note.title == "first" and note.tags == {"a": 1}
+        assert session.get(Note, 1) is note  # the identity map, as for any row
+        assert note in session and not session.dirty
+    assert transport.calls == 0
+    assert sql_counter.statements == []
+    with CachedSession(engine) as session:  # an ordinary persistent instance: changes flush
+        note = session.get(Note, 1)
+        assert note is not None
+        note.title = "changed"
+        session.commit()
+    assert title(engine) == "changed"
+
+
+def test_a_change_by_another_process_is_applied_before_the_next_read(
+    engine: sa.Engine, any_real_redis: Any, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(any_real_redis))
+    seed(engine)
+    for round_ in range(30):
+        warm(engine, stats)
+        change_elsewhere(engine, any_real_redis, 1, f"version {round_}")
+        assert title(engine) == f"version {round_}"  # at once: no older row after the eviction returned
+    assert stats.near_invalidations >= 30
+
+
+def test_a_commit_of_this_process_drops_the_entry_at_once(
+    engine: sa.Engine, any_real_redis: Any, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(any_real_redis))
+    seed(engine)
+    warm(engine, stats)
+    with CachedSession(engine) as session:
+        note = session.get(Note, 1)
+        assert note is not None
+        note.title = "mine"
+        session.commit()
+    assert title(engine) == "mine"
+    with CachedSession(engine) as session:
+        session.delete(session.get(Note, 1))
+        session.commit()
+    assert title(engine) is None
+
+
+def test_mutable_values_are_not_shared_between_sessions(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+    warm(engine, stats)
+    with CachedSession(engine) as session:
+        note = session.get(Note, 1)
+        assert note is not None and note.tags is not None
+        note.tags["a"] = 2  # in place, never committed
+    with CachedSession(engine) as session:
+        again = session.get(Note, 1)
+        assert again is not None and again.tags == {"a": 1}
+
+
+def test_the_near_cache_is_bounded(engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis), near_cache_size=2)
+    seed(engine, Note(id=1, title="1"), Note(id=2, title="2"), Note(id=3, title="3"))
+    for pk in (1, 2, 3):
+        warm(engine, stats, pk)
+    near_hits, hits = stats.near_hits, stats.hits
+    assert title(engine, 1) == "1"  # the least recently used went out
+    assert (stats.near_hits, stats.hits) == (near_hits, hits + 1)
+
+
+def test_only_near_models_use_memory_and_size_zero_turns_it_off(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    with Session(engine) as session:
+        session.add(Hero(id=1, name="h"))
+        session.commit()
+    for _ in range(20):
+        with CachedSession(engine) as session:
+            session.get(Hero, 1)
+    assert stats.near_hits == 0 and stats.hits == 19
+    assert tracking_clients(real_redis) == []  # no near model read: no tracking connection
+    SQLModelCache.reset()
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis), near_cache_size=0)
+    seed(engine)
+    for _ in range(20):
+        title(engine)
+    assert SQLModelCache.stats().near_hits == 0
+    assert tracking_clients(real_redis) == []
+
+
+def test_near_settings_are_checked() -> None:
+    with pytest.raises(ConfigurationError, match=r"CacheConfig\(near=\.\.\.\) must be True or False"):
+        CacheConfig(near="yes")  # type: ignore[arg-type]
+    for size in (-1, True, 1.5):
+        with pytest.raises(ConfigurationError, match=r"near_cache_size"):
+            SQLModelCache.configure(transport=RedisSyncTransport(redis.Redis()), near_cache_size=size)  # type: ignore[arg-type]
+
+
+# When tracking may have missed a change -------------------------------------------------------
+
+
+def test_a_lost_tracking_connection_drops_the_near_cache_until_it_is_back(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+    warm(engine, stats)
+    [tracking] = tracking_clients(real_redis)
+    real_redis.client_kill_filter(_id=tracking["id"])
+    time.sleep(0.01)  # the connection's end reaches this process (what has reached it is applied)
+    change_elsewhere(engine, real_redis, 1, "while untracked")  # no invalidation can reach us
+    assert title(engine) == "while untracked"
+    assert stats.near_invalidations >= 1
+    warm(engine, stats)  # tracking is back by itself, and near hits with it
+    until(lambda: len(tracking_clients(real_redis)) == 1, "tracking did not come back")
+    change_elsewhere(engine, real_redis, 1, "tracked again")
+    assert title(engine) == "tracked again"
+
+
+def test_a_silent_server_serves_no_near_entry(engine: sa.Engine, stats: CacheStats) -> None:
+    """A paused Redis holds back its invalidations, and a commit's eviction waits there; past
+    a quarter of the bound without an answered ping, nothing is served from memory."""
+    with redis_server() as server:
+        client = redis.Redis(port=server.port)
+        SQLModelCache.configure(transport=RedisSyncTransport(client, timeout=0.1))
+        seed(engine)
+        warm(engine, stats)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.05)
+            near_hits = stats.near_hits
+            start = time.perf_counter()
+            assert title(engine) == "first"  # from the database, within the bound
+            assert time.perf_counter() - start < 0.5
+            assert stats.near_hits == near_hits
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        warm(engine, stats)
+        client.close()
+
+
+# asyncio --------------------------------------------------------------------------------------
+
+
+async def test_async_near_hits_and_invalidations(async_engine: Any, async_real_redis: Any) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    SQLModelCache.configure(transport=RedisAsyncTransport(async_real_redis))
+    async with AsyncSession(async_engine) as session:
+        session.add(Note(id=1, title="first"))
+        await session.commit()
+
+    async def read() -> str | None:
+        async with AsyncCachedSession(async_engine) as session:
+            note = await session.get(Note, 1)
+            return None if note is None else note.title
+
+    deadline = time.monotonic() + 5
+    while SQLModelCache.stats().near_hits == 0:
+        assert await read() == "first"
+        assert time.monotonic() < deadline, "never served from the near cache"
+    raw = redis.Redis(port=async_real_redis.connection_pool.connection_kwargs["port"])
+    for round_ in range(10):
+        async with AsyncSession(async_engine) as session:
+            note = await session.get(Note, 1)
+            assert note is not None
+            note.title = f"version {round_}"
+            await session.commit()
+        raw.delete(SQLModelCache.cache_key(Note, 1))
+        assert await read() == f"version {round_}"
+        near_hits = SQLModelCache.stats().near_hits
+        while SQLModelCache.stats().near_hits == near_hits:  # near again, before the next change
+            assert await read() == f"version {round_}"
+            assert time.monotonic() < deadline + 10, "never served from the near cache again"
+    raw.close()
