@@ -80,6 +80,12 @@ class NearCache:
         with self._lock:
             self._drop()
 
+    def after_fork(self) -> None:
+        """In a forked child: nothing of the parent's is known current, and its lock may have
+        been held by a thread that does not exist here."""
+        self._lock = threading.Lock()
+        self._drop()
+
     def _drop(self) -> None:
         self._generation += 1
         self.counters.near_invalidations += len(self._entries)

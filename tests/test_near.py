@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -245,10 +245,32 @@ def test_a_silent_server_serves_no_near_entry(engine: sa.Engine, stats: CacheSta
 # asyncio --------------------------------------------------------------------------------------
 
 
-async def test_async_near_hits_and_invalidations(async_engine: Any, async_real_redis: Any) -> None:
+@pytest.fixture(params=["redis-server", "redis-cluster"])
+def async_and_raw(request: pytest.FixtureRequest) -> Iterator[tuple[Any, Any]]:
+    """An asyncio client for the transport, and a blocking one to play another process."""
+    import redis.asyncio
+    import redis.asyncio.cluster
+    import redis.cluster
+
+    if request.param == "redis-cluster":
+        host, port = request.getfixturevalue("redis_cluster_proc").startup
+        raw: Any = redis.cluster.RedisCluster(host=host, port=port)
+        raw.flushall(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
+        yield redis.asyncio.cluster.RedisCluster(host=host, port=port), raw
+    else:
+        server = request.getfixturevalue("redis_proc")
+        raw = redis.Redis(port=server.port)
+        raw.flushall()
+        yield redis.asyncio.Redis(port=server.port), raw
+    raw.close()
+
+
+async def test_async_near_hits_and_invalidations(async_engine: Any, async_and_raw: tuple[Any, Any]) -> None:
     from sqlmodel.ext.asyncio.session import AsyncSession
 
-    SQLModelCache.configure(transport=RedisAsyncTransport(async_real_redis))
+    client, raw = async_and_raw
+    await client.ping()  # the application's client, in use (a cluster client learns its layout)
+    SQLModelCache.configure(transport=RedisAsyncTransport(client))
     async with AsyncSession(async_engine) as session:
         session.add(Note(id=1, title="first"))
         await session.commit()
@@ -258,21 +280,52 @@ async def test_async_near_hits_and_invalidations(async_engine: Any, async_real_r
             note = await session.get(Note, 1)
             return None if note is None else note.title
 
-    deadline = time.monotonic() + 5
-    while SQLModelCache.stats().near_hits == 0:
-        assert await read() == "first"
-        assert time.monotonic() < deadline, "never served from the near cache"
-    raw = redis.Redis(port=async_real_redis.connection_pool.connection_kwargs["port"])
+    async def until_near(expected: str) -> None:
+        before, deadline = SQLModelCache.stats().near_hits, time.monotonic() + 5
+        while SQLModelCache.stats().near_hits == before:
+            assert await read() == expected
+            assert time.monotonic() < deadline, "never served from the near cache"
+
+    await until_near("first")
     for round_ in range(10):
         async with AsyncSession(async_engine) as session:
             note = await session.get(Note, 1)
             assert note is not None
             note.title = f"version {round_}"
             await session.commit()
-        raw.delete(SQLModelCache.cache_key(Note, 1))
+        raw.delete(SQLModelCache.cache_key(Note, 1))  # another process's eviction
         assert await read() == f"version {round_}"
-        near_hits = SQLModelCache.stats().near_hits
-        while SQLModelCache.stats().near_hits == near_hits:  # near again, before the next change
-            assert await read() == f"version {round_}"
-            assert time.monotonic() < deadline + 10, "never served from the near cache again"
-    raw.close()
+        await until_near(f"version {round_}")
+    SQLModelCache.reset()
+    await client.aclose()
+
+
+def test_a_forked_child_keeps_nothing_of_its_parent(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    """A worker forked after the first requests (gunicorn's preload) tracks for itself."""
+    import os
+    import warnings
+
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+    warm(engine, stats)
+    change_elsewhere(engine, real_redis, 1, "changed")  # the parent has not read since
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # fork with threads running
+        pid = os.fork()
+    if pid == 0:  # the child
+        code = 1
+        try:
+            engine.dispose(close=False)
+            if title(engine) == "changed":
+                before = SQLModelCache.stats().near_hits
+                deadline = time.monotonic() + 5
+                while SQLModelCache.stats().near_hits == before and time.monotonic() < deadline:
+                    title(engine)
+                code = 0 if SQLModelCache.stats().near_hits > before else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert title(engine) == "changed"

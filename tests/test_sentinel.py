@@ -25,7 +25,7 @@ from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLMod
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
 from .conftest import _unavailable
-from .models import Hero
+from .models import Hero, Note
 from .servers import SentinelDeployment, ServerUnavailable, sentinel_deployment
 
 BOUND = 0.1
@@ -161,6 +161,87 @@ async def test_async_failover_serves_nothing_stale_and_recovers(
         await asyncio.sleep(0.05)
     assert stats.other_lifetime_entries >= 1
     assert slowest < BOUND + SLACK, slowest
+    await client.aclose()
+    for sentinel_client in sentinel.sentinels:
+        await sentinel_client.aclose()
+
+
+# The near cache over Sentinel ----------------------------------------------------------------
+
+
+def _note_title(engine: sa.Engine) -> str | None:
+    with CachedSession(engine) as session:
+        note = session.get(Note, 1)
+        return None if note is None else note.title
+
+
+def _until_near(read: Any, stats: CacheStats) -> None:
+    before, deadline = stats.near_hits, time.monotonic() + 10
+    while stats.near_hits == before:
+        read()
+        assert time.monotonic() < deadline, "never served from the near cache"
+        time.sleep(0.005)
+
+
+def _change_without_eviction(engine: sa.Engine, new_title: str) -> None:
+    """A commit whose eviction never reached the new master (it went to the dying one)."""
+    with Session(engine) as session:
+        note = session.get(Note, 1)
+        assert note is not None
+        note.title = new_title
+        session.commit()
+
+
+def test_near_entries_do_not_survive_a_failover(
+    sqlite_engine: sa.Engine, deployment: SentinelDeployment, stats: CacheStats
+) -> None:
+    with Session(sqlite_engine) as session:
+        session.add(Note(id=1, title="old"))
+        session.commit()
+    client = redis.sentinel.Sentinel(deployment.sentinels).master_for(deployment.name)
+    SQLModelCache.configure(transport=RedisSyncTransport(client, timeout=BOUND), default_ttl=3600)
+    _until_near(lambda: _note_title(sqlite_engine), stats)
+    deployment.failover()
+    _change_without_eviction(sqlite_engine, "new")
+    assert _note_title(sqlite_engine) == "new"  # the tracking connection died with the master
+    _until_near(lambda: _note_title(sqlite_engine), stats)  # tracking the new master by itself
+    assert _note_title(sqlite_engine) == "new"
+
+
+async def test_async_near_entries_do_not_survive_a_failover(
+    async_engine: Any, deployment: SentinelDeployment, stats: CacheStats
+) -> None:
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add(Note(id=1, title="old"))
+        await session.commit()
+    sentinel = redis.asyncio.sentinel.Sentinel(deployment.sentinels)
+    client = sentinel.master_for(deployment.name)
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, timeout=BOUND), default_ttl=3600)
+
+    async def read() -> str | None:
+        async with AsyncCachedSession(async_engine) as session:
+            note = await session.get(Note, 1)
+            return None if note is None else note.title
+
+    async def until_near() -> None:
+        before, deadline = stats.near_hits, time.monotonic() + 10
+        while stats.near_hits == before:
+            await read()
+            assert time.monotonic() < deadline, "never served from the near cache"
+            await asyncio.sleep(0.005)
+
+    await until_near()
+    await asyncio.to_thread(deployment.failover)
+    async with AsyncSession(async_engine) as session:
+        note = await session.get(Note, 1)
+        assert note is not None
+        note.title = "new"
+        await session.commit()
+    assert await read() == "new"
+    await until_near()
+    assert await read() == "new"
     await client.aclose()
     for sentinel_client in sentinel.sentinels:
         await sentinel_client.aclose()

@@ -161,6 +161,15 @@ class ServerTracking:
             self._near.invalidate(key.decode() if isinstance(key, bytes) else key for key in keys)
         return _PUSHED
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's connection (and a lock another thread may have held
+        at the fork) are not this process's; it makes its own."""
+        self._lock = threading.Lock()
+        self._connection = None
+        self._arrived = _nothing
+        self._pings.clear()
+        self._answered = -1e9
+
     def close(self) -> None:
         with self._lock:
             connection, self._connection = self._connection, None
@@ -212,7 +221,7 @@ class Tracking:
 
     def current(self) -> bool:
         if fork_generation() != self._generation:  # a forked child: the parent's sockets are not its own
-            self._near.drop()
+            self._after_fork()
             return False
         if not self._breakers_closed():
             self._near.drop()
@@ -223,6 +232,15 @@ class Tracking:
             if not server.current(now):
                 live = False
         return live
+
+    def _after_fork(self) -> None:
+        """In a forked child: forget the parent's entries, connections and thread; start anew."""
+        self._generation = fork_generation()
+        self._near.after_fork()
+        for server in self._servers():
+            server.after_fork()
+        self._stop = threading.Event()
+        self._start_thread()
 
     def _run(self) -> None:
         while not self._stop.is_set():
