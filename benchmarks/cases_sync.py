@@ -13,7 +13,7 @@ from typing import Any
 import msgpack
 from sqlmodel import Session, select
 
-from benchmarks.common import MANY, progress
+from benchmarks.common import MANY, NEAR_BURST, progress
 from benchmarks.servers import ChildPair
 from benchmarks.timing import (
     Case,
@@ -43,6 +43,8 @@ class SyncOps:
     plain_get: SyncOp
     cached_get: SyncOp
     cached_get_by: SyncOp
+    near_get: SyncOp
+    near_burst: SyncOp
     evict: SyncOp
     cached_get_many: SyncOp
     many_floor: SyncOp
@@ -74,7 +76,16 @@ def sync_ops(workload: Workload) -> SyncOps:
         with CachedSession(engine) as session:
             session.get(model, pk)
 
-    emails, lookup_model = workload.emails, workload.lookup_model
+    emails, lookup_model, near_model = workload.emails, workload.lookup_model, workload.near_model
+
+    def near_get(pk: int) -> None:
+        with CachedSession(engine) as session:
+            session.get(near_model, pk)
+
+    def near_burst(pk: int) -> None:
+        for _ in range(NEAR_BURST):
+            with CachedSession(engine) as session:
+                session.get(near_model, pk)
 
     def cached_get_by(pk: int) -> None:
         with CachedSession(engine) as session:
@@ -118,6 +129,8 @@ def sync_ops(workload: Workload) -> SyncOps:
         plain_get=plain_get,
         cached_get=cached_get,
         cached_get_by=cached_get_by,
+        near_get=near_get,
+        near_burst=near_burst,
         evict=evict,
         cached_get_many=cached_get_many,
         many_floor=many_floor,
@@ -139,6 +152,12 @@ def single_groups(workload: Workload, ops: SyncOps, children: ChildPair, gc_off:
                 ("hit", "CachedSession.get, cached", read),
                 ("negative_hit", "CachedSession.get, cached: no such row", workload.absent_pks),
                 ("get_by_hit", "CachedSession.get_by(email=...), cached", read),
+                ("near_hit", "CachedSession.get, near=True: from process memory", workload.near_pks),
+                (
+                    "near_hit_x10",
+                    f"{NEAR_BURST} near hits in a row, new session each (the CPU kept busy)",
+                    workload.near_pks,
+                ),
             ],
             expecting_group(
                 interleaved(
@@ -148,10 +167,13 @@ def single_groups(workload: Workload, ops: SyncOps, children: ChildPair, gc_off:
                         (ops.cached_get, None),
                         (ops.cached_get, None),
                         (ops.cached_get_by, None),
+                        (ops.near_get, None),
+                        (ops.near_burst, None),
                     ],
                     gc_off,
                 ),
                 hits=2,
+                near_hits=1 + NEAR_BURST,
                 negative_hits=1,
                 misses=0,
             ),

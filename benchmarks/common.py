@@ -7,6 +7,9 @@ from dataclasses import dataclass
 
 # Tasks sharing one event loop in the async throughput cases.
 CONCURRENCY = 50
+# Near hits timed in a row as one operation: a near hit right after a blocking call (the
+# floor's network wait) meets a CPU that has gone idle; in a row, one that is busy.
+NEAR_BURST = 10
 # Rows per get_many() call; the read rows must hold this many.
 MANY = 100
 # Masters of the cluster phase's Redis Cluster.

@@ -44,7 +44,7 @@ def define_model(cache_config: object | None) -> Any:
     return BenchRow
 
 
-def make_rows(model: Any, count: int) -> list[Any]:
+def make_rows(model: Any, count: int, first: int = 1) -> list[Any]:
     """Realistic rows of mixed column types, seeded: every run caches the same bytes."""
     rng = random.Random(20240601)
     start = dt.datetime(2024, 1, 1, 9, 30, tzinfo=dt.timezone.utc)
@@ -60,7 +60,7 @@ def make_rows(model: Any, count: int) -> list[Any]:
             created_at=start + dt.timedelta(minutes=37 * i, microseconds=i),
             note=None if i % 4 == 0 else f"{rng.choice(words)} account since {2000 + i % 24}",
         )
-        for i in range(1, count + 1)
+        for i in range(first, first + count)
     ]
 
 
@@ -78,6 +78,8 @@ class Workload:
         # with unique lookups has SQLModelCache.evict() (how the miss cases empty a key) purge
         # all its lookups, since their values are not known there.
         self.lookup_model = define_model(CacheConfig(ttl=3600, unique=("email",)))
+        # And kept near, in process memory (its entries are the same Redis keys).
+        self.near_model = define_model(CacheConfig(ttl=3600, near=True))
         self.engine: Engine = create_engine(postgres.url("psycopg"))
         self.client = redis.Redis(host="127.0.0.1", port=redis_port)
         pks = list(range(1, settings.rows + 1))
@@ -91,6 +93,10 @@ class Workload:
         self.rmw_cold_pks = pks[9 * tenth :]
         # Primary keys with no row: the negative hits.
         self.absent_pks = list(range(settings.rows + 1, settings.rows + 1 + len(self.read_pks)))
+        # Rows of their own for the near hits, past the absent keys: no other case reads,
+        # evicts or writes them, so their near entries stay.
+        first_near = self.absent_pks[-1] + 1
+        self.near_pks = list(range(first_near, first_near + max(len(self.read_pks) // 5, 10)))
         # The row a herd of readers misses at once.
         self.herd_pk = self.miss_pks[0]
         # get_many() batches: MANY distinct read rows each, a window that moves one row per batch.
@@ -113,6 +119,7 @@ class Workload:
         metadata.create_all(self.engine)
         with Session(self.engine) as session:
             session.add_all(make_rows(self.model, self.settings.rows))
+            session.add_all(make_rows(self.model, len(self.near_pks), self.near_pks[0]))
             session.commit()
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f"VACUUM ANALYZE {TABLE}"))
@@ -140,6 +147,7 @@ class Workload:
             with CachedSession(self.engine) as session:
                 session.get_by(self.lookup_model, email=self.emails[pk])
         check_counters(before, SQLModelCache.stats(), {"fills": 2}, len(self.read_pks))
+        self.warm_near()
         for pk in self.absent_pks:  # negative entries: the key has no row
             with CachedSession(self.engine) as session:
                 session.get(self.model, pk)
@@ -153,6 +161,24 @@ class Workload:
                 raise BenchmarkError(f"row {pk} was filled but its entry is not in Redis")
             client.set(floor_key, value)
             self.floor_keys[pk] = floor_key
+
+    def warm_near(self) -> None:
+        """Read every read row through the near model until it is served from memory (the
+        first read starts the tracking connection)."""
+        import time
+
+        from sqlmodel_cache import CachedSession, SQLModelCache
+
+        deadline = time.monotonic() + 30
+        for pk in self.near_pks:
+            while True:
+                before = SQLModelCache.stats().near_hits
+                with CachedSession(self.engine) as session:
+                    session.get(self.near_model, pk)
+                if SQLModelCache.stats().near_hits > before:
+                    break
+                if time.monotonic() > deadline:
+                    raise BenchmarkError(f"row {pk} was never served from the near cache")
 
     def close(self) -> None:
         self.engine.dispose()

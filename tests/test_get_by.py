@@ -448,3 +448,25 @@ async def test_async_get_by(async_engine: AsyncEngine, async_redis: Any, stats: 
     async with AsyncCachedSession(async_engine) as session:
         renamed = await session.get_by(Account, tenant_id=7, slug="ada")
         assert renamed is not None and renamed.name == "Renamed"
+
+
+def test_an_old_snapshot_is_not_published_under_a_lookup(
+    postgres_engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    """The snapshot rule of get(): a REPEATABLE READ transaction whose snapshot predates a
+    commit reads the old row by its email, and serves it, but does not publish it."""
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis), default_ttl=600)
+    seed(postgres_engine)
+    reader_engine = postgres_engine.execution_options(isolation_level="REPEATABLE READ")
+    with CachedSession(reader_engine) as reader:
+        reader.execute(select(Hero)).all()  # the snapshot is taken here
+        with CachedSession(postgres_engine) as writer:
+            account = writer.get(Account, 1, execution_options={"cache": False})
+            assert account is not None
+            account.name = "Renamed"
+            writer.commit()
+        seen = reader.get_by(Account, email="ada@example.com")
+        assert seen is not None and seen.name == "Ada"  # its snapshot
+    assert real_redis.get(SQLModelCache.lookup_key(Account, email="ada@example.com")) is None
+    assert stats.fills_skipped_snapshot == 1
+    assert by(postgres_engine, email="ada@example.com")["name"] == "Renamed"  # type: ignore[index]

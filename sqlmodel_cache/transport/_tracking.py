@@ -75,13 +75,19 @@ class ServerTracking:
                 if self._arrived():
                     while connection.can_read(timeout=0):
                         self._read(connection)
-                fresh = now - self._answered < self.validity
-                if not fresh and not self._pings:
-                    self._ping(connection, now)  # after a quiet spell: be fresh again soon
+                if now - self._answered < self.validity:
+                    return True
+                # After a quiet spell (the thread pings only while readers come): ping now, and
+                # wait for the answer a little, a round trip on a server that is well.
+                if not self._pings:
+                    self._ping(connection, now)
+                deadline = now + self.validity / 5
+                while self._pings and (left := deadline - time.monotonic()) > 0 and connection.can_read(timeout=left):
+                    self._read(connection)
+                return time.monotonic() - self._answered < self.validity
             except Exception as error:  # the connection is gone, or out of step
                 self._lost(error)
                 return False
-            return fresh
 
     def _read(self, connection: Any) -> None:
         reply = connection.read_response(push_request=True)
