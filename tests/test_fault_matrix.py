@@ -24,6 +24,7 @@ from .models import Versioned
 from .servers import PostgresServer, persistent_redis, redis_server, sentinel_deployment
 
 ROWS = 1000  # many rows, so that entries a crash brings back outlive the breakers cool-down
+NEAR_ROWS = 50  # few, so that near readers read rows again between their changes
 WRITERS = 2
 READERS = 3
 # A get() waits at most the bound (100 ms) per Redis call plus the database's own time; the
@@ -68,23 +69,37 @@ SCENARIOS: dict[str, Callable[[random.Random], AbstractContextManager[tuple[str,
 }
 
 
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
+# The near cache's readers under the faults it must notice: a server paused past the bound
+# (its invalidations held back), and its tracking connections killed with the others.
+CASES = [(scenario, False) for scenario in SCENARIOS] + [
+    ("sigstop-past-the-bound", True),
+    ("client-kill", True),
+]
+
+
+@pytest.mark.parametrize(("scenario", "near"), CASES, ids=[f"{s}{'-near' if n else ''}" for s, n in CASES])
 def test_no_stale_read_and_no_exception_under_faults(
-    postgres_engine: sa.Engine, postgres_proc: PostgresServer, scenario: str, capsys: pytest.CaptureFixture[str]
+    postgres_engine: sa.Engine,
+    postgres_proc: PostgresServer,
+    scenario: str,
+    near: bool,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
+    rows = NEAR_ROWS if near else ROWS
     with Session(postgres_engine) as session:
-        session.add_all([Versioned(id=i, version=0) for i in range(ROWS)])
+        session.add_all([Versioned(id=i, version=0) for i in range(rows)])
         session.commit()
     duration = seconds()
     with SCENARIOS[scenario](random.Random(scenario)) as (redis_url, fault), chaos.chaos(fault) as events:
         report: dict[str, Any] = stress.orchestrate(
-            postgres_proc.url("psycopg"), redis_url, 3600, ROWS, duration, writers=WRITERS, readers=READERS
+            postgres_proc.url("psycopg"), redis_url, 3600, rows, duration, WRITERS, READERS, near=near
         )
     lookups = report["hits"] + report["misses"]
     with capsys.disabled():
         print(
-            f"\nfault matrix {scenario} {duration:.0f}s: {len(events)} chaos events, {report['commits']} commits, "
-            f"{report['reads']} reads, hit ratio {report['hits'] / max(lookups, 1):.1%}, "
+            f"\nfault matrix {scenario}{' (near)' if near else ''} {duration:.0f}s: {len(events)} chaos events, "
+            f"{report['commits']} commits, {report['reads']} reads, hit ratio {report['hits'] / max(lookups, 1):.1%}, "
+            f"near hits {report['near_hits']}, "
             f"violations {len(report['violations'])}, exceptions {len(report['exceptions'])}, "
             f"p99 get {report['p99_ms']:.1f} ms"
         )
@@ -93,3 +108,5 @@ def test_no_stale_read_and_no_exception_under_faults(
     assert report["violations"] == [], report["violations"][:10]
     assert report["exceptions"] == [], report["exceptions"][:3]
     assert report["p99_ms"] < P99_LIMIT_MS
+    if near:
+        assert report["near_hits"] > 0, "the near cache was never used"
