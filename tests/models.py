@@ -143,7 +143,7 @@ class Account(SQLModel, table=True):
 class Note(SQLModel, table=True):
     """Kept near (in process memory) as well as in Redis; its JSON column is mutable."""
 
-    __cache_config__ = CacheConfig(ttl=600, near=True)
+    __cache_config__ = CacheConfig(ttl=600, near=True, unique=("title",))
     id: int | None = Field(default=None, primary_key=True)
-    title: str = ""
+    title: str = Field(default="", unique=True)
     tags: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

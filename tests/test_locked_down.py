@@ -6,6 +6,7 @@ TLS with AUTH.
 from __future__ import annotations
 
 import shlex
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from sqlmodel_cache._runtime import KeptEvictions
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
 from .conftest import _unavailable
-from .models import Hero
+from .models import Hero, Note
 from .servers import RedisServer, ServerUnavailable, TlsRedis, redis_server, tls_redis
 
 README = Path(__file__).resolve().parent.parent / "README.rst"
@@ -173,3 +174,42 @@ async def test_tls_with_auth_for_asyncio(async_engine: Any, tls_server: TlsRedis
             assert (await session.get(Hero, 1)).name == "h1"  # type: ignore[union-attr]
     assert stats.redis_errors == 0 and stats.hits == 1
     await client.aclose()
+
+
+def _near_reads(engine: sa.Engine, new_title: str, client: Any) -> None:
+    """Near hits come, and a change by "another process" is seen at once."""
+    with Session(engine) as session:
+        session.add(Note(id=1, title="first"))
+        session.commit()
+    deadline = time.monotonic() + 5
+    while SQLModelCache.stats().near_hits == 0:
+        with CachedSession(engine) as session:
+            assert session.get(Note, 1).title == "first"  # type: ignore[union-attr]
+        assert time.monotonic() < deadline, "never served from the near cache"
+    with Session(engine) as session:
+        note = session.get(Note, 1)
+        assert note is not None
+        note.title = new_title
+        session.commit()
+    client.delete(SQLModelCache.cache_key(Note, 1))
+    with CachedSession(engine) as session:
+        assert session.get(Note, 1).title == new_title  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("prefix", ["sqlmodelcache", "app:cache"])
+def test_the_near_cache_under_the_readme_acl_user(
+    sqlite_engine: sa.Engine, server: RedisServer, stats: CacheStats, prefix: str
+) -> None:
+    client = restricted_client(server, prefix)
+    SQLModelCache.configure(transport=RedisSyncTransport(client), key_prefix=prefix)
+    _near_reads(sqlite_engine, "changed", client)
+    assert stats.redis_errors == 0
+    client.close()
+
+
+def test_the_near_cache_over_tls(sqlite_engine: sa.Engine, tls_server: TlsRedis, stats: CacheStats) -> None:
+    client = redis.Redis.from_url(tls_server.url, ssl_ca_certs=str(tls_server.ca_path))
+    SQLModelCache.configure(transport=RedisSyncTransport(client, timeout=1.0))
+    _near_reads(sqlite_engine, "changed", client)
+    assert stats.redis_errors == 0
+    client.close()

@@ -145,6 +145,31 @@ def test_a_commit_of_this_process_drops_the_entry_at_once(
     assert title(engine) is None
 
 
+def test_unique_lookups_are_kept_near_too(
+    engine: sa.Engine, real_redis: redis.Redis, sql_counter: SQLCounter, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+
+    def by_title(value: str) -> int | None:
+        with CachedSession(engine) as session:
+            note = session.get_by(Note, title=value)
+            return None if note is None else note.id
+
+    until(lambda: by_title("first") == 1 and stats.near_hits > 0, "never served from the near cache")
+    sql_counter.reset()
+    near_hits = stats.near_hits
+    assert by_title("first") == 1
+    assert stats.near_hits == near_hits + 1 and sql_counter.statements == []
+    with CachedSession(engine) as session:  # a commit moves the row away from the looked-up title
+        note = session.get(Note, 1)
+        assert note is not None
+        note.title = "renamed"
+        session.commit()
+    assert by_title("first") is None
+    assert by_title("renamed") == 1
+
+
 def test_mutable_values_are_not_shared_between_sessions(
     engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
 ) -> None:

@@ -61,6 +61,7 @@ class ServerTracking:
         self._pings: collections.deque[float] = collections.deque()  # send times of unanswered pings
         self._answered = -1e9  # send time of the last answered ping
         self.used = 0.0  # when a reader last asked
+        self._told = False  # a failure to connect was logged
 
     # The reader's side --------------------------------------------------------------------
 
@@ -150,8 +151,16 @@ class ServerTracking:
         except Exception as error:
             with contextlib.suppress(Exception):
                 connection.disconnect()
-            logger.debug("near cache: no tracking connection to %s yet: %s", self.name, error)
+            if not self._told:  # once until it works: the near cache is idle, not broken
+                self._told = True
+                logger.warning(
+                    "near cache: cannot track the keys of %s (%s); near entries are not served until it can "
+                    "(the ACL user needs +client|tracking and +hello)",
+                    self.name,
+                    error,
+                )
             return
+        self._told = False
         with self._lock:
             self._near.drop()  # what was read before tracking began is not known to be current
             self._connection = connection
