@@ -49,7 +49,9 @@ class GuardedTransport(Generic[ClientT]):
         check_settings(timeout, failure_threshold, cooldown, name)
         self.client = client
         self.timeout = timeout
-        self._guard = Guard(failure_threshold, cooldown, self._start())
+        router = self._start()
+        self._guard = Guard(failure_threshold, cooldown, router)
+        self._on_cluster = router is not None
 
     @classmethod
     def _name(cls) -> str:
@@ -71,6 +73,10 @@ class GuardedTransport(Generic[ClientT]):
         server's held-back invalidations cannot let a near entry outlive a commit.
         """
         validity = self.timeout / 4
+        if not self._on_cluster:  # one server for good (a Sentinel service's master moves, not it)
+            [(name, factory)] = self._tracking_targets().items()
+            fixed = (ServerTracking(factory, prefix, near, validity, name),)
+            return Tracking(lambda: fixed, near, self._guard.all_closed)
         tracked: dict[str, ServerTracking] = {}
         lock = threading.Lock()
         known: list[Any] = [None, ()]  # the targets last seen, and their trackings

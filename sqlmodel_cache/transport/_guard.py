@@ -113,7 +113,7 @@ class Guard:
         """Is every breaker closed (none open, none probing)?"""
         if self.breaker.state != CLOSED:
             return False
-        return all(breaker.state == CLOSED for breaker in self._node_breakers.values())
+        return not self._node_breakers or all(b.state == CLOSED for b in self._node_breakers.values())
 
     @property
     def state(self) -> str:
