@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar, cast
 
@@ -32,6 +33,7 @@ from ._base import GuardedTransport
 from ._borrowed import Commands, on
 from ._clients import tracking_factory
 from ._cluster import Router
+from ._coalesce import Coalescer
 from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
 from ._connections import packed
 from ._contract import Answer, Answers
@@ -71,6 +73,8 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         client = self.client
         self._router: Router | None = None
         self._refreshes: set[asyncio.Task[None]] = set()
+        # Per event loop, the single-key commands of concurrent tasks share a write and a read.
+        self._coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weakref.WeakKeyDictionary()
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             self._router = Router(client, self._refresh_in_background)
         self._scripts = Scripts(lambda source: client.register_script(source).sha.encode())
@@ -121,6 +125,10 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         """``commands`` on a borrowed connection to the server (or ``node``), in one write;
         their replies (the one reply, if one was sent) and the server lifetime that gave them.
         ``commands`` may be a function of that lifetime, known before anything is sent."""
+        return await self._on_connection(node, lambda connection: on(connection, commands, sources))
+
+    async def _on_connection(self, node: Any, exchange: Callable[[Any], Awaitable[T]]) -> T:
+        """``exchange`` on a borrowed connection to the server (or ``node``)."""
         if self._router is None:
             pool = cast(Any, self.client).connection_pool
             connection = pool.get_available_connection()
@@ -131,12 +139,12 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         stale = connection._writer is not None  # connected before: the server may have gone since
         try:
             try:
-                return await on(connection, commands, sources)
+                return await exchange(connection)
             except ConnectionError:
                 if not stale:
                     raise
                 await connection.disconnect(nowait=True)  # found closed: reconnect once
-                return await on(connection, commands, sources)
+                return await exchange(connection)
         except ResponseError as error:
             if isinstance(error, REDIRECTS) and self._router is not None:
                 self._router.stale()
@@ -151,9 +159,25 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
                 node.release(connection)
 
     async def _one(self, operation: str, key: str, commands: Commands, source: str | None = None) -> Answer:
+        sources = (source,) if source else ()
         with self._guard.call(operation, key) as call:
-            answer: Answer = await _bounded(self._send(call.node, commands, (source,) if source else ()), self.timeout)
+            if self._router is None:  # with the other tasks' commands of this turn of the loop
+                sent = self._coalescer().call(commands, sources)
+            else:
+                sent = self._send(call.node, commands, sources)
+            answer: Answer = await _bounded(sent, self.timeout)
             return answer
+
+    def _coalescer(self) -> Coalescer:
+        loop = asyncio.get_running_loop()
+        coalescer = self._coalescers.get(loop)
+        if coalescer is None:
+
+            async def send(exchange: Callable[[Any], Awaitable[Any]]) -> Any:
+                return await _bounded(self._on_connection(None, exchange), self.timeout)
+
+            coalescer = self._coalescers[loop] = Coalescer(send)
+        return coalescer
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         return await self._one("lookup", key, [packed(*_lease.lookup_command(key.encode(), lease, lease_ms))])

@@ -1,0 +1,118 @@
+"""Coalesced asyncio lookups: the single-key commands that concurrent ``AsyncCachedSession``
+calls of one event loop send to one server share a write and a read, and each call keeps
+its own bound, its own reply and its own errors."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Any
+
+import redis
+import redis.asyncio
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from sqlmodel_cache import AsyncCachedSession, CacheStats, SQLModelCache
+from sqlmodel_cache.transport import RedisAsyncTransport
+
+from .models import Hero
+from .servers import RedisServer, redis_server
+
+TASKS = 50
+
+
+async def seed(async_engine: Any, count: int = TASKS) -> None:
+    async with AsyncSession(async_engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in range(1, count + 1)])
+        await session.commit()
+
+
+async def read(async_engine: Any, pk: int) -> str | None:
+    async with AsyncCachedSession(async_engine) as session:
+        hero = await session.get(Hero, pk)
+        return None if hero is None else hero.name
+
+
+def reads_processed(server: RedisServer) -> int:
+    with redis.Redis(port=server.port) as admin:
+        return int(admin.info("stats")["total_reads_processed"])
+
+
+async def test_concurrent_hits_share_a_write_and_a_read(
+    async_engine: Any, redis_proc: RedisServer, stats: CacheStats
+) -> None:
+    client = redis.asyncio.Redis(port=redis_proc.port, max_connections=TASKS * 2)
+    await client.flushall()
+    SQLModelCache.configure(transport=RedisAsyncTransport(client))
+    await seed(async_engine)
+    for pk in range(1, TASKS + 1):
+        assert await read(async_engine, pk) == f"h{pk}"  # fills, one by one
+    before = reads_processed(redis_proc)
+    names = await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1)))
+    read_events = reads_processed(redis_proc) - before - 1  # the INFO of the line above
+    assert names == [f"h{pk}" for pk in range(1, TASKS + 1)]
+    assert stats.hits == TASKS
+    # Without coalescing each lookup is a read event of its own on its own connection.
+    assert read_events <= TASKS // 5, read_events
+    await client.aclose()
+
+
+async def test_concurrent_misses_fill_each_row_once(async_engine: Any, async_cache: Any, stats: CacheStats) -> None:
+    await seed(async_engine)
+    await async_cache.script_flush()  # the fills' scripts must be loaded again, under load
+    names = await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1)))
+    assert names == [f"h{pk}" for pk in range(1, TASKS + 1)]
+    assert stats.misses == TASKS and stats.fills == TASKS and stats.redis_errors == 0
+    assert await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1))) == names
+    assert stats.hits == TASKS
+
+
+async def test_a_paused_server_costs_each_call_its_bound_only(async_engine: Any, stats: CacheStats) -> None:
+    bound = 0.1
+    with redis_server() as server:
+        client = redis.asyncio.Redis(port=server.port, max_connections=TASKS * 2)
+        SQLModelCache.configure(transport=RedisAsyncTransport(client, timeout=bound, failure_threshold=1000))
+        await seed(async_engine)
+        for pk in range(1, TASKS + 1):
+            await read(async_engine, pk)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+
+            async def timed(pk: int) -> float:
+                start = time.perf_counter()
+                assert await read(async_engine, pk) == f"h{pk}"  # from the database
+                return time.perf_counter() - start
+
+            slowest = max(await asyncio.gather(*(timed(pk) for pk in range(1, TASKS + 1))))
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert slowest < bound + 0.5, slowest  # the bound, plus the database and a loaded machine
+        assert stats.redis_errors >= TASKS
+        hits = stats.hits
+        deadline = time.monotonic() + 5
+        while stats.hits == hits:  # hits come back by themselves
+            await read(async_engine, 1)
+            assert time.monotonic() < deadline, "the cache never served hits again"
+        await client.aclose()
+
+
+async def test_a_caller_that_gives_up_leaves_the_others_their_replies(
+    async_engine: Any, async_cache: Any, stats: CacheStats
+) -> None:
+    await seed(async_engine)
+    for pk in range(1, TASKS + 1):
+        await read(async_engine, pk)
+
+    async def abandoned(pk: int) -> None:
+        task = asyncio.ensure_future(read(async_engine, pk))
+        await asyncio.sleep(0)
+        task.cancel()
+
+    results = await asyncio.gather(
+        *(abandoned(pk) if pk % 3 == 0 else read(async_engine, pk) for pk in range(1, TASKS + 1))
+    )
+    for pk, result in zip(range(1, TASKS + 1), results, strict=True):
+        if pk % 3:
+            assert result == f"h{pk}"
+    assert [await read(async_engine, pk) for pk in range(1, TASKS + 1)] == [f"h{pk}" for pk in range(1, TASKS + 1)]
