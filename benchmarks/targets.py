@@ -77,7 +77,7 @@ def target(
     }
 
 
-def targets(series: dict[str, Series], herd: dict[str, Any]) -> list[dict[str, Any]]:
+def targets(series: dict[str, Series], herd: dict[str, Any], rates: dict[str, Any]) -> list[dict[str, Any]]:
     ratio = functools.partial(ratios, series)
     verdicts = []
     for prefix, label in (("", ""), ("async_", "async ")):
@@ -125,6 +125,15 @@ def targets(series: dict[str, Series], herd: dict[str, Any]) -> list[dict[str, A
             [r / NEAR_BURST for r in burst],
             burst_of_medians / NEAR_BURST,
             NEAR_HIT_LIMIT,
+        )
+    )
+    raw, hits = rates["async_floor_x50"], rates["async_hit_x50"]
+    verdicts.append(
+        target(
+            "async x50: raw GET throughput / hit throughput <= 1",
+            [r / h for r, h in zip(raw.rounds, hits.rounds, strict=True)],
+            raw.median / hits.median,
+            1.0,
         )
     )
     selects = [float(count) for count in herd["single_flight"]["selects_per_herd"]]

@@ -79,7 +79,7 @@ def test_quick_benchmark_run(tmp_path: Path) -> None:
         assert rate["median_ops_per_s"] > 0, name
     assert report["memory"]["entry_memory_usage_bytes"] > 0
     assert {t["verdict"].split()[0] for t in report["targets"]} <= {"PASS", "FAIL"}
-    assert len(report["targets"]) == 13
+    assert len(report["targets"]) == 14
     assert set(report["herd"]) == {"plain", "single_flight", "no_wait"}
     assert all(variant["median_selects"] >= 1 for variant in report["herd"].values())
     assert report["cluster"]["hit_to_floor"] > 0
