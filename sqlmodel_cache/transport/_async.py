@@ -161,11 +161,10 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
     async def _one(self, operation: str, key: str, commands: Commands, source: str | None = None) -> Answer:
         sources = (source,) if source else ()
         with self._guard.call(operation, key) as call:
-            if self._router is None:  # with the other tasks' commands of this turn of the loop
-                sent = self._coalescer().call(commands, sources)
+            if self._router is None:  # with the other tasks' commands, bounded there
+                answer: Answer = await self._coalescer().call(commands, sources)
             else:
-                sent = self._send(call.node, commands, sources)
-            answer: Answer = await _bounded(sent, self.timeout)
+                answer = await _bounded(self._send(call.node, commands, sources), self.timeout)
             return answer
 
     def _coalescer(self) -> Coalescer:
@@ -173,10 +172,13 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         coalescer = self._coalescers.get(loop)
         if coalescer is None:
 
-            async def send(exchange: Callable[[Any], Awaitable[Any]]) -> Any:
-                return await _bounded(self._on_connection(None, exchange), self.timeout)
+            async def send_one(commands: Commands, sources: Sequence[str]) -> tuple[Any, bytes | None]:
+                return await _bounded(self._send(None, commands, sources), self.timeout)
 
-            coalescer = self._coalescers[loop] = Coalescer(send)
+            async def send(exchange: Callable[[Any], Awaitable[Any]], seconds: float) -> Any:
+                return await _bounded(self._on_connection(None, exchange), seconds)
+
+            coalescer = self._coalescers[loop] = Coalescer(send_one, send, self.timeout)
         return coalescer
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:

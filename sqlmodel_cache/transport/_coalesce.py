@@ -1,10 +1,11 @@
 """Coalesced asyncio calls: owns how the single-key commands that concurrent tasks of one event
 loop send to one server share a write and a read.
 
-A task's command waits in a batch; the batch is sent when the tasks that run in the current
-turn of the loop have added theirs, in one write on one borrowed connection, and its replies
-are read in turn and handed back in order. While a batch is in flight the next one fills, so
-50 concurrent ``get()`` calls cost a few round trips and a few system calls, not 50 of each.
+A task's command is sent at once when nothing is in flight; otherwise it waits, and all that
+waited are sent together as soon as what was in flight is done, in one write on one borrowed
+connection, their replies read in turn and handed back in order. While a batch is in flight
+the next one fills, so 50 concurrent ``get()`` calls cost a few round trips and a few system
+calls, not 50 of each.
 Each caller keeps its own bound; a reply whose caller gave up is read and dropped. A reply
 that says the server lost a script is loaded there and that caller's command sent again (the
 others' are not sent twice).
@@ -23,18 +24,24 @@ from ._commands import Scripts
 
 __all__ = ["Coalescer", "exchange_batch"]
 
-# Sends a batch on a borrowed connection: ``send(exchange)`` borrows, runs ``exchange`` on the
-# connection within the bound, and gives the connection back (or drops it on a failure).
-Send = Callable[[Callable[[Any], Awaitable[Any]]], Awaitable[Any]]
+# Sends a batch on a borrowed connection: ``send(exchange, seconds)`` borrows, runs
+# ``exchange`` on the connection within ``seconds``, and gives the connection back (or drops
+# it on a failure).
+Send = Callable[[Callable[[Any], Awaitable[Any]], float], Awaitable[Any]]
+# Sends one call's commands at once, within the bound, as the transport does without batching.
+SendOne = Callable[[Commands, Sequence[str]], Awaitable[tuple[Any, "bytes | None"]]]
 
 
 class _Call:
-    __slots__ = ("commands", "future", "sources")
+    __slots__ = ("commands", "deadline", "future", "sources")
 
-    def __init__(self, commands: Commands, sources: Sequence[str], future: asyncio.Future[Any]) -> None:
+    def __init__(
+        self, commands: Commands, sources: Sequence[str], future: asyncio.Future[Any], deadline: float
+    ) -> None:
         self.commands = commands
         self.sources = sources
         self.future = future
+        self.deadline = deadline  # the loop's time by which its caller has its answer, or an error
 
 
 async def exchange_batch(connection: Any, calls: Sequence[_Call]) -> tuple[list[Any], bytes | None]:
@@ -53,40 +60,64 @@ async def exchange_batch(connection: Any, calls: Sequence[_Call]) -> tuple[list[
 
 
 class Coalescer:
-    """The batches of one event loop to one server."""
+    """The batches of one event loop to one server.
 
-    def __init__(self, send: Send) -> None:
+    A call that finds nothing in flight is sent at once, alone (a lone ``get()`` pays nothing
+    for the batching); the calls that come while something is in flight wait, and go together
+    in one batch as soon as it is done.
+    """
+
+    def __init__(self, send_one: SendOne, send: Send, timeout: float) -> None:
+        self._send_one = send_one
         self._send = send
+        self._timeout = timeout
         self._pending: list[_Call] = []
-        self._driving = False
+        self._busy = False
         self._driver: asyncio.Task[None] | None = None
 
     async def call(self, commands: Commands, sources: Sequence[str] = ()) -> tuple[Any, bytes | None]:
         """One command (a list of one, or a function of the server lifetime making one): its
         reply and the lifetime that gave it, as `_async.RedisAsyncTransport._send` answers."""
+        if not self._busy:
+            self._busy = True
+            try:
+                return await self._send_one(commands, sources)
+            finally:
+                self._next()
+        # A waiting call has no timer of its own: a batch is sent within the bound of its
+        # earliest call, and every call in it came after the batch before was sent.
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Call(commands, sources, future))
-        if not self._driving:
-            self._driving = True
-            self._driver = loop.create_task(self._drive())  # held: a task nobody holds may vanish
+        self._pending.append(_Call(commands, sources, future, loop.time() + self._timeout))
         result: tuple[Any, bytes | None] = await future
         return result
 
+    def _next(self) -> None:
+        """What was in flight is done: send what came meanwhile, or be idle."""
+        if self._pending:
+            self._driver = asyncio.get_running_loop().create_task(self._drive())  # held: or it may vanish
+        else:
+            self._busy = False
+
     async def _drive(self) -> None:
         try:
-            await asyncio.sleep(0)  # the tasks that run in this turn of the loop add theirs
             while self._pending:
                 batch = [call for call in self._pending if not call.future.done()]  # not given up
                 self._pending = []
                 if batch:
                     await self._run(batch)
+                    # The callers just answered run on to their next command: one turn of the
+                    # loop, so that it joins the next batch instead of going alone.
+                    await asyncio.sleep(0)
         finally:
-            self._driving = False
+            self._busy = False
 
     async def _run(self, batch: list[_Call]) -> None:
+        left = min(call.deadline for call in batch) - asyncio.get_running_loop().time()
         try:
-            replies, epoch = await self._send(lambda connection: exchange_batch(connection, batch))
+            if left <= 0:
+                raise TimeoutError("no answer within the transport's timeout (waited for the calls before)")
+            replies, epoch = await self._send(lambda connection: exchange_batch(connection, batch), left)
         except BaseException as error:
             for call in batch:
                 if not call.future.done():
@@ -98,7 +129,7 @@ class Coalescer:
         if lost:  # a server that lost its scripts: load them there, and send those calls again
             sources = {source for call in lost for source in call.sources}
             try:
-                await self._send(lambda connection: exchange_batch(connection, [_load(s) for s in sources]))
+                await self._send(lambda connection: exchange_batch(connection, [_load(s) for s in sources]), left)
             except BaseException as error:
                 for call in lost:
                     if not call.future.done():
@@ -117,4 +148,4 @@ class Coalescer:
 def _load(source: str) -> _Call:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.cancel()  # nobody waits for it
-    return _Call([Scripts.load(source)], (), future)
+    return _Call([Scripts.load(source)], (), future, 0.0)
