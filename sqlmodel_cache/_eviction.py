@@ -34,7 +34,7 @@ def keys_for_identities(runtime: Runtime, model: type, identities: Iterable[Any]
     """Cache keys of ``model``'s rows with these primary keys (as ``get()`` accepts them), and
     the pattern of all its lookup keys if it has unique lookups."""
     info = _cached(model)
-    stem = runtime.keys.stem(info.table, info.fingerprint)
+    stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
     keys = []
     for ident in identities:
         pk = pk_values(info.pk_names, ident)
@@ -60,12 +60,12 @@ def key_for_lookup(runtime: Runtime, model: type, columns: Mapping[str, Any]) ->
     part = index.part(values) or (index.part(typed) if typed is not None else None)
     if part is None:
         raise ConfigurationError(f"{columns!r} are not values a key of {model.__name__}'s lookup can hold")
-    return runtime.keys.stem(info.table, info.fingerprint) + part
+    return runtime.keys.stem(info.table, info.fingerprint, info.config.near) + part
 
 
 def row_keys(runtime: Runtime, info: ModelInfo, pks: Iterable[Sequence[Any]]) -> set[str]:
     """Cache keys of ``info``'s rows with these primary keys (ones no key can hold are left out)."""
-    stem = runtime.keys.stem(info.table, info.fingerprint)
+    stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
     parts = map(info.pk_part, pks)
     return {stem + part for part in parts if part is not None}
 
@@ -106,9 +106,21 @@ def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
         runtime.counters.invalidations_failed += 1
         runtime.evictions.keep([*keys, *purges], runtime.keys)
         runtime.failures.failed("eviction", exc)
-    else:
-        runtime.counters.invalidations += len(keys) + len(purges)
-        logger.debug("evicted %d keys and %d patterns", len(keys), len(purges))
+        return
+    runtime.counters.invalidations += len(keys) + len(purges)
+    logger.debug("evicted %d keys and %d patterns", len(keys), len(purges))
+    yield from _fence(runtime, keys)
+
+
+def _fence(runtime: Runtime, keys: list[str]) -> Flow[None]:
+    """Return only once Redis has written out the invalidations of these deletions, if they
+    concern near caches: Redis writes a commit's reply and its invalidations in one pass, in
+    no set order, and a pass cut short by the scheduler must not let the commit return first."""
+    if runtime.keys.any_near(keys):
+        try:
+            yield (runtime.transport.fence, (keys,))
+        except TransportError as exc:  # deleted all the same: near readers need a live server anyway
+            logger.debug("no answer to the fence after an eviction: %s", exc)
 
 
 def _forget_near(runtime: Runtime, keys: list[str], purges: list[Purge]) -> None:
@@ -134,3 +146,4 @@ def deliver_kept(runtime: Runtime) -> Flow[None]:
         runtime.evictions.done(keys, schemes)
         runtime.counters.invalidations += len(keys)
         logger.debug("evicted %d kept keys", len(keys))
+        yield from _fence(runtime, keys)

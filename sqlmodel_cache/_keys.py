@@ -10,7 +10,7 @@ pattern-matches keys.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import quote
@@ -165,13 +165,24 @@ class KeyScheme:
 
     prefix: str
     _stems: dict[tuple[str, bytes], str] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    # The stems of models kept near (``CacheConfig(near=True)``) seen so far.
+    _near_stems: list[str] = field(default_factory=list, compare=False, hash=False, repr=False)
 
-    def stem(self, table: str, fingerprint: bytes) -> str:
+    def stem(self, table: str, fingerprint: bytes, near: bool = False) -> str:
         """Every key of one model's rows starts with this; a primary-key part completes it."""
         stem = self._stems.get((table, fingerprint))
         if stem is None:
             stem = self._stems[(table, fingerprint)] = f"{self.prefix}:{quote(table, safe='')}:{fingerprint.hex()}:"
+        if near and stem not in self._near_stems:
+            self._near_stems.append(stem)
         return stem
+
+    def any_near(self, keys: Iterable[str]) -> bool:
+        """Is one of ``keys`` a key of a model kept near (its stem seen so far)?"""
+        if not self._near_stems:
+            return False
+        stems = tuple(self._near_stems)
+        return any(key.startswith(stems) for key in keys)
 
     def owns(self, key: str) -> bool:
         """Is ``key`` one of ours? Only these are ever read, written or deleted."""

@@ -93,7 +93,7 @@ class ReadPolicy:
         self.index: Index = info.primary
         self.runtime = runtime
         self.ttl_ms = ttl_ms
-        self.stem = runtime.keys.stem(info.table, info.fingerprint)
+        self.stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
         self.log: WriteLog | None = peek_write_log(session)
         # Once this transaction has written, nothing it reads may be published.
         self.no_fill: Skip | None = Skip.OWN_WRITES if self.log is not None and self.log.has_writes else None

@@ -354,3 +354,41 @@ def test_a_forked_child_keeps_nothing_of_its_parent(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert title(engine) == "changed"
+
+
+class FenceCounting(RedisSyncTransport):
+    def __init__(self, client: Any) -> None:
+        super().__init__(client)
+        self.fences: list[list[str]] = []
+
+    def fence(self, keys: Any) -> None:
+        self.fences.append(list(keys))
+        super().fence(keys)
+
+
+def test_a_commit_that_evicts_near_keys_returns_after_redis_sent_their_invalidations(
+    engine: sa.Engine, any_real_redis: Any
+) -> None:
+    """Redis writes a commit's reply and the invalidations it causes in one pass, in no set
+    order: one more round trip after the eviction makes the commit return only once that pass
+    is over (for near models only; others pay nothing)."""
+    transport = FenceCounting(any_real_redis)
+    SQLModelCache.configure(transport=transport)
+    seed(engine)
+    with Session(engine) as session:
+        session.add(Hero(id=1, name="h"))
+        session.commit()
+    with CachedSession(engine) as session:
+        hero = session.get(Hero, 1)
+        assert hero is not None
+        hero.name = "changed"
+        session.commit()
+    assert transport.fences == []  # not a near model
+    with CachedSession(engine) as session:
+        note = session.get(Note, 1)
+        assert note is not None
+        note.title = "changed"
+        session.commit()
+    assert len(transport.fences) == 1 and SQLModelCache.cache_key(Note, 1) in transport.fences[0]
+    SQLModelCache.evict(Note, 1)
+    assert len(transport.fences) == 2

@@ -273,6 +273,13 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         if answers.failure is not None:
             raise answers.failure  # kept whole: deleting a key twice is harmless, missing one is not
 
+    async def fence(self, keys: Sequence[str]) -> None:
+        # One more round trip to each server of ``keys``, after their deletion was answered.
+        nodes = {} if self._router is None else {self._guard.node_of(key): key for key in keys}
+        for key in nodes.values() if nodes else [None]:
+            with self._guard.call("delete", key) as call:
+                await _bounded(self._send(call.node, [packed(b"PING")]), self.timeout)
+
     async def purge(self, pattern: str) -> None:
         with self._guard.call("purge"):
             batch: list[bytes] = []

@@ -75,6 +75,10 @@ class SyncTransport(Transport, Protocol):
 
     def delete_many(self, keys: Sequence[str]) -> None: ...
 
+    def fence(self, keys: Sequence[str]) -> None:
+        """A round trip to each server of ``keys``, sent after their deletion was answered:
+        once it is answered, Redis has written out the invalidations of that deletion."""
+
     def purge(self, pattern: str) -> None:
         """Delete every key that matches ``pattern`` (a recovery step; it scans, so it is slow)."""
 
@@ -99,5 +103,7 @@ class AsyncTransport(Transport, Protocol):
     async def settle_many(self, settlements: Sequence[Settlement], epochs: Sequence[bytes | None]) -> list[bool]: ...
 
     async def delete_many(self, keys: Sequence[str]) -> None: ...
+
+    async def fence(self, keys: Sequence[str]) -> None: ...
 
     async def purge(self, pattern: str) -> None: ...

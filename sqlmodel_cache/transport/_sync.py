@@ -28,6 +28,8 @@ from ._guard import REDIRECTS
 
 __all__ = ["RedisSyncTransport"]
 
+_PING = packed(b"PING")
+
 # A packed command, or one made once the connection's server lifetime is known.
 Command = bytes | Callable[[bytes | None], bytes]
 
@@ -242,6 +244,13 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             return
         with self._guard.call("delete"):
             self._link(None).call(packed(b"DEL", *(key.encode() for key in keys)))
+
+    def fence(self, keys: Sequence[str]) -> None:
+        # One more round trip to each server of ``keys``, after their deletion was answered.
+        nodes = {} if self._router is None else {self._guard.node_of(key): key for key in keys}
+        for key in nodes.values() if nodes else [None]:
+            with self._guard.call("delete", key) as call:
+                self._link(call.node).call(_PING)
 
     def purge(self, pattern: str) -> None:
         with self._guard.call("purge"):
