@@ -19,17 +19,20 @@ if TYPE_CHECKING:
     from tests.servers import PostgresServer
 
 TABLE = "bench_row"
+# The near hits' rows: a table of their own, so that no other case's model shares their keys
+# (a commit that evicts keys of a near model makes one more round trip).
+NEAR_TABLE = "bench_near_row"
 FLOOR_PREFIX = "bench:floor:"
 
 
-def define_model(cache_config: object | None) -> Any:
+def define_model(cache_config: object | None, table: str = TABLE) -> Any:
     """The benchmark table in a registry of its own; ``cache_config=None`` leaves it uncached."""
 
     class BenchBase(SQLModel, registry=registry()):
         pass
 
     class BenchRow(BenchBase, table=True):
-        __tablename__ = TABLE
+        __tablename__ = table
         __cache_config__ = cache_config
 
         id: int | None = Field(default=None, primary_key=True)
@@ -78,8 +81,8 @@ class Workload:
         # with unique lookups has SQLModelCache.evict() (how the miss cases empty a key) purge
         # all its lookups, since their values are not known there.
         self.lookup_model = define_model(CacheConfig(ttl=3600, unique=("email",)))
-        # And kept near, in process memory (its entries are the same Redis keys).
-        self.near_model = define_model(CacheConfig(ttl=3600, near=True))
+        # And rows of the same shape kept near, in process memory.
+        self.near_model = define_model(CacheConfig(ttl=3600, near=True), NEAR_TABLE)
         self.engine: Engine = create_engine(postgres.url("psycopg"))
         self.client = redis.Redis(host="127.0.0.1", port=redis_port)
         pks = list(range(1, settings.rows + 1))
@@ -93,8 +96,8 @@ class Workload:
         self.rmw_cold_pks = pks[9 * tenth :]
         # Primary keys with no row: the negative hits.
         self.absent_pks = list(range(settings.rows + 1, settings.rows + 1 + len(self.read_pks)))
-        # Rows of their own for the near hits, past the absent keys: no other case reads,
-        # evicts or writes them, so their near entries stay.
+        # Rows of their own for the near hits (in their own table, with keys past the absent
+        # ones): no other case reads, evicts or writes them, so their near entries stay.
         first_near = self.absent_pks[-1] + 1
         self.near_pks = list(range(first_near, first_near + max(len(self.read_pks) // 5, 10)))
         # The row a herd of readers misses at once.
@@ -114,15 +117,16 @@ class Workload:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
     def load_table(self) -> None:
-        metadata = self.model.metadata
-        metadata.drop_all(self.engine)
-        metadata.create_all(self.engine)
+        for metadata in (self.model.metadata, self.near_model.metadata):
+            metadata.drop_all(self.engine)
+            metadata.create_all(self.engine)
         with Session(self.engine) as session:
             session.add_all(make_rows(self.model, self.settings.rows))
-            session.add_all(make_rows(self.model, len(self.near_pks), self.near_pks[0]))
+            session.add_all(make_rows(self.near_model, len(self.near_pks), self.near_pks[0]))
             session.commit()
         with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text(f"VACUUM ANALYZE {TABLE}"))
+            conn.execute(text(f"VACUUM ANALYZE {NEAR_TABLE}"))
 
     def configure_sync(self) -> None:
         from sqlmodel_cache import SQLModelCache

@@ -150,6 +150,15 @@ def engine(request: pytest.FixtureRequest) -> sa.Engine:
     return request.getfixturevalue(name)  # type: ignore[no-any-return]
 
 
+@pytest.fixture(params=["returning", "pre-select"])
+def dml_engine(request: pytest.FixtureRequest, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:
+    """The backend with RETURNING, and the same backend made to select matched keys first."""
+    if request.param == "pre-select":
+        monkeypatch.setattr(engine.dialect, "update_returning", False)
+        monkeypatch.setattr(engine.dialect, "delete_returning", False)
+    return engine
+
+
 @pytest.fixture(params=["fakeredis", "redis-server", "redis-cluster"])
 def any_redis(request: pytest.FixtureRequest) -> redis.Redis:
     """The in-process fake, the real server and the real cluster in turn."""

@@ -19,15 +19,6 @@ from .models import Hero
 SYNC_STRATEGIES = ["auto", "fetch", "evaluate", False]
 
 
-@pytest.fixture(params=["returning", "pre-select"])
-def dml_engine(request: pytest.FixtureRequest, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:
-    """The backend with RETURNING, and the same backend made to select matched keys first."""
-    if request.param == "pre-select":
-        monkeypatch.setattr(engine.dialect, "update_returning", False)
-        monkeypatch.setattr(engine.dialect, "delete_returning", False)
-    return engine
-
-
 @pytest.fixture
 def r(any_real_redis: redis.Redis) -> redis.Redis:
     SQLModelCache.configure(transport=RedisSyncTransport(any_real_redis), default_ttl=60)

@@ -329,14 +329,6 @@ def test_own_writes_are_read_from_the_database_and_never_published(engine: sa.En
 # Bulk statements ---------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["returning", "pre-select"])
-def dml_engine(request: pytest.FixtureRequest, engine: sa.Engine, monkeypatch: pytest.MonkeyPatch) -> sa.Engine:
-    if request.param == "pre-select":
-        monkeypatch.setattr(engine.dialect, "update_returning", False)
-        monkeypatch.setattr(engine.dialect, "delete_returning", False)
-    return engine
-
-
 MOVED_PROBES = [{"email": "ada@moved.example.com"}, {"email": "bob@moved.example.com"}]
 
 BULK_CHANGES: dict[str, Any] = {

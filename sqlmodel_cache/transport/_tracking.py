@@ -85,6 +85,10 @@ class ServerTracking:
                 deadline = now + self.validity / 5
                 while self._pings and (left := deadline - time.monotonic()) > 0 and connection.can_read(timeout=left):
                     self._read(connection)
+                # What came in the same read as the answer waits in the parser, where a poll of
+                # the socket cannot see it: apply it now.
+                while connection.can_read(timeout=0):
+                    self._read(connection)
                 return time.monotonic() - self._answered < self.validity
             except Exception as error:  # the connection is gone, or out of step
                 self._lost(error)
@@ -166,7 +170,14 @@ class ServerTracking:
             self._connection = connection
             self._arrived = _arrival_check(connection._sock)
             self._pings.clear()
-            self._ping(connection, time.monotonic())
+            try:
+                # Invalidations read along with the reply wait in the parser, out of a poll's
+                # sight: every read here ends with the parser empty.
+                while connection.can_read(timeout=0):
+                    self._read(connection)
+                self._ping(connection, time.monotonic())
+            except Exception as error:
+                self._lost(error)
 
     def _invalidated(self, message: Any) -> Any:
         keys = message[1] if len(message) > 1 else None
