@@ -119,9 +119,7 @@ class Coalescer:
                 raise TimeoutError("no answer within the transport's timeout (waited for the calls before)")
             replies, epoch = await self._send(lambda connection: exchange_batch(connection, batch), left)
         except BaseException as error:
-            for call in batch:
-                if not call.future.done():
-                    call.future.set_exception(error)
+            _fail(batch, error)
             if isinstance(error, asyncio.CancelledError):
                 raise
             return
@@ -131,9 +129,7 @@ class Coalescer:
             try:
                 await self._send(lambda connection: exchange_batch(connection, [_load(s) for s in sources]), left)
             except BaseException as error:
-                for call in lost:
-                    if not call.future.done():
-                        call.future.set_exception(error)
+                _fail(lost, error)
                 lost = []
             self._pending.extend(lost)
         for call, reply in zip(batch, replies, strict=True):
@@ -143,6 +139,13 @@ class Coalescer:
                 call.future.set_exception(reply)
             else:
                 call.future.set_result((reply, epoch))
+
+
+def _fail(calls: Sequence[_Call], error: BaseException) -> None:
+    """Give ``error`` to the calls whose callers still wait."""
+    for call in calls:
+        if not call.future.done():
+            call.future.set_exception(error)
 
 
 def _load(source: str) -> _Call:

@@ -74,8 +74,7 @@ class ServerTracking:
                 return False
             try:
                 if self._arrived():
-                    while connection.can_read(timeout=0):
-                        self._read(connection)
+                    self._drain(connection)
                 if now - self._answered < self.validity:
                     return True
                 # After a quiet spell (the thread pings only while readers come): ping now, and
@@ -85,14 +84,18 @@ class ServerTracking:
                 deadline = now + self.validity / 5
                 while self._pings and (left := deadline - time.monotonic()) > 0 and connection.can_read(timeout=left):
                     self._read(connection)
-                # What came in the same read as the answer waits in the parser, where a poll of
-                # the socket cannot see it: apply it now.
-                while connection.can_read(timeout=0):
-                    self._read(connection)
+                self._drain(connection)  # what came in the same read as the answer
                 return time.monotonic() - self._answered < self.validity
             except Exception as error:  # the connection is gone, or out of step
                 self._lost(error)
                 return False
+
+    def _drain(self, connection: Any) -> None:
+        """Apply everything read so far. Every read of the connection ends here, with the
+        parser empty: what a read took in beyond the reply it wanted waits in the parser,
+        where the next poll of the socket cannot see it."""
+        while connection.can_read(timeout=0):
+            self._read(connection)
 
     def _read(self, connection: Any) -> None:
         reply = connection.read_response(push_request=True)
@@ -113,13 +116,16 @@ class ServerTracking:
                 self.name,
                 error,
             )
-            with contextlib.suppress(Exception):
-                self._connection.disconnect()
+            _disconnect(self._connection)
+        self._forget()
+        self._near.drop()
+
+    def _forget(self) -> None:
+        """No connection, nothing heard: entries are not served until tracking is back."""
         self._connection = None
         self._arrived = _nothing
         self._pings.clear()
         self._answered = -1e9
-        self._near.drop()
 
     # The background thread's side ---------------------------------------------------------
 
@@ -133,8 +139,7 @@ class ServerTracking:
             if connection is None:
                 return
             try:
-                while connection.can_read(timeout=0):
-                    self._read(connection)
+                self._drain(connection)
                 if now - self.used < _ACTIVE_S and (not self._pings or now - self._pings[-1] > self.validity):
                     self._ping(connection, now)
             except Exception as error:
@@ -153,8 +158,7 @@ class ServerTracking:
             if reply not in (b"OK", "OK"):
                 raise RuntimeError(f"CLIENT TRACKING answered {reply!r}")
         except Exception as error:
-            with contextlib.suppress(Exception):
-                connection.disconnect()
+            _disconnect(connection)
             if not self._told:  # once until it works: the near cache is idle, not broken
                 self._told = True
                 logger.warning(
@@ -171,10 +175,7 @@ class ServerTracking:
             self._arrived = _arrival_check(connection._sock)
             self._pings.clear()
             try:
-                # Invalidations read along with the reply wait in the parser, out of a poll's
-                # sight: every read here ends with the parser empty.
-                while connection.can_read(timeout=0):
-                    self._read(connection)
+                self._drain(connection)  # invalidations read along with the reply
                 self._ping(connection, time.monotonic())
             except Exception as error:
                 self._lost(error)
@@ -191,17 +192,18 @@ class ServerTracking:
         """In a forked child: the parent's connection (and a lock another thread may have held
         at the fork) are not this process's; it makes its own."""
         self._lock = threading.Lock()
-        self._connection = None
-        self._arrived = _nothing
-        self._pings.clear()
-        self._answered = -1e9
+        self._forget()
 
     def close(self) -> None:
         with self._lock:
             connection, self._connection = self._connection, None
         if connection is not None:
-            with contextlib.suppress(Exception):
-                connection.disconnect()
+            _disconnect(connection)
+
+
+def _disconnect(connection: Any) -> None:
+    with contextlib.suppress(Exception):  # a connection already gone
+        connection.disconnect()
 
 
 # What the push handler answers, so that a drain tells pushes from replies.
