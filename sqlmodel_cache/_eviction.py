@@ -55,12 +55,10 @@ def key_for_lookup(runtime: Runtime, model: type, columns: Mapping[str, Any]) ->
     names = declared_set(model, columns)
     info = _cached(model)
     index = info.uniques[names]
-    values = [columns[name] for name in index.names]
-    typed = index.typed(values)
-    part = index.part(values) or (index.part(typed) if typed is not None else None)
-    if part is None:
+    keyed = index.keyed([columns[name] for name in index.names])
+    if keyed is None:
         raise ConfigurationError(f"{columns!r} are not values a key of {model.__name__}'s lookup can hold")
-    return runtime.keys.stem(info.table, info.fingerprint, info.config.near) + part
+    return runtime.keys.stem(info.table, info.fingerprint, info.config.near) + keyed[1]
 
 
 def row_keys(runtime: Runtime, info: ModelInfo, pks: Iterable[Sequence[Any]]) -> set[str]:

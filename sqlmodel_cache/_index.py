@@ -62,6 +62,17 @@ class Index:
         encoded = self.encode(values)
         return None if encoded is None else self.prefix + encoded
 
+    def keyed(self, values: list[Any]) -> tuple[list[Any], str] | None:
+        """The values in their columns' own types and their part: as given when they have
+        a part, else converted when the conversion is exact (``"1"`` for an int column);
+        ``None`` when neither."""
+        part = self.part(values)
+        if part is not None:
+            return values, part
+        typed = self.typed(values)
+        part = self.part(typed) if typed is not None else None
+        return None if typed is None or part is None else (typed, part)
+
     def of_dict(self, state_dict: Mapping[str, Any]) -> str | None:
         """The part of a loaded instance's values (``None`` if one is unloaded or uncacheable)."""
         try:

@@ -145,15 +145,11 @@ class ReadPolicy:
 
     def keyed(self, values: list[Any]) -> tuple[list[Any], str, str] | None:
         """`target` for the index's values, in its order."""
-        index = self.index
-        part = index.part(values)
-        if part is None:
-            typed = index.typed(values)
-            part = index.part(typed) if typed is not None else None
-            if typed is None or part is None:
-                self._uncacheable(values, "a value is not of its column's type and does not convert to it exactly")
-                return None
-            values = typed
+        keyed = self.index.keyed(values)
+        if keyed is None:
+            self._uncacheable(values, "a value is not of its column's type and does not convert to it exactly")
+            return None
+        values, part = keyed
         return values, self.stem + part, part
 
     def _uncacheable(self, ident: Any, reason: str) -> None:
