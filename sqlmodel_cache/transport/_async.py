@@ -137,6 +137,9 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         else:
             connection = node.acquire_connection()
         stale = connection._writer is not None  # connected before: the server may have gone since
+        # The exchange is bounded as a whole by its caller: while borrowed, the connection
+        # waits on no timer of its own (a timer per read costs more than the read).
+        socket_timeout, connection.socket_timeout = connection.socket_timeout, None
         try:
             try:
                 return await exchange(connection)
@@ -153,6 +156,8 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             await connection.disconnect(nowait=True)  # the reply may be half read
             raise
         finally:
+            if connection.socket_timeout is None:  # unless changed meanwhile (by a server's notice)
+                connection.socket_timeout = socket_timeout
             if self._router is None:
                 await pool.release(connection)
             else:
