@@ -14,7 +14,6 @@ from typing import Any, Final
 
 import redis
 import redis.asyncio
-import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.cluster
 import redis.sentinel
@@ -27,7 +26,6 @@ __all__ = [
     "DEFAULT_COOLDOWN",
     "DEFAULT_FAILURE_THRESHOLD",
     "DEFAULT_TIMEOUT",
-    "bounded_async_client",
     "bounded_client",
     "bounded_cluster_client",
     "bounded_kwargs",
@@ -70,20 +68,15 @@ def check_binary_client(client: Any, transport: str) -> None:
         )
 
 
-def bounded_kwargs(kwargs: dict[str, Any], timeout: float, *, asynchronous: bool) -> dict[str, Any]:
-    """Connection settings like ``kwargs``, but every wait within ``timeout`` and no retries.
+def bounded_kwargs(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Blocking connection settings like ``kwargs``, but every wait within ``timeout`` and no
+    retries: half the bound for connecting and half for a reply.
 
-    Sync connections get half the bound for connecting and for a reply; asyncio calls are
-    bounded as a whole by the transport, so their connections wait on no timer of their own
-    (a timer per read costs more than the read).
+    (The asyncio transport borrows the application's own connections and bounds each
+    exchange as a whole.)
     """
     bounded = {k: v for k, v in kwargs.items() if k not in _PRIVATE_KWARGS and not k.startswith("orig_")}
-    retry_class = redis.asyncio.retry.Retry if asynchronous else Retry
-    bounded.update(
-        socket_timeout=None if asynchronous else timeout / 2,
-        socket_connect_timeout=timeout if asynchronous else timeout / 2,
-        retry=retry_class(NoBackoff(), 0),
-    )
+    bounded.update(socket_timeout=timeout / 2, socket_connect_timeout=timeout / 2, retry=Retry(NoBackoff(), 0))
     return bounded
 
 
@@ -92,7 +85,7 @@ def connection_factory(connection_class: type, kwargs: dict[str, Any]) -> Callab
     return lambda: connection_class(**kwargs)
 
 
-def _bounded_sentinels(manager: Any, timeout: float, asynchronous: bool, kind: type | None = None) -> Any:
+def _bounded_sentinels(manager: Any, timeout: float, kind: type | None = None) -> Any:
     """A Sentinel manager like ``manager`` (or of ``kind``) whose queries to the sentinels end
     within ``timeout``."""
     addresses = [
@@ -102,18 +95,18 @@ def _bounded_sentinels(manager: Any, timeout: float, asynchronous: bool, kind: t
     return (kind or type(manager))(
         addresses,
         min_other_sentinels=manager.min_other_sentinels,
-        sentinel_kwargs=bounded_kwargs(manager.sentinel_kwargs, timeout, asynchronous=asynchronous),
+        sentinel_kwargs=bounded_kwargs(manager.sentinel_kwargs, timeout),
         **manager.connection_kwargs,
     )
 
 
-def _bounded_pool(pool: Any, timeout: float, asynchronous: bool) -> Any:
-    kwargs = bounded_kwargs(pool.connection_kwargs, timeout, asynchronous=asynchronous)
-    if isinstance(pool, (redis.sentinel.SentinelConnectionPool, redis.asyncio.sentinel.SentinelConnectionPool)):
+def _bounded_pool(pool: Any, timeout: float) -> Any:
+    kwargs = bounded_kwargs(pool.connection_kwargs, timeout)
+    if isinstance(pool, redis.sentinel.SentinelConnectionPool):
         # Its constructor takes the service and the manager, and builds its own proxy.
         return type(pool)(
             pool.service_name,
-            _bounded_sentinels(pool.sentinel_manager, timeout, asynchronous),
+            _bounded_sentinels(pool.sentinel_manager, timeout),
             is_master=pool.is_master,
             check_connection=pool.check_connection,
             connection_class=pool.connection_class,
@@ -124,17 +117,12 @@ def _bounded_pool(pool: Any, timeout: float, asynchronous: bool) -> Any:
 
 def bounded_client(client: redis.Redis, timeout: float) -> redis.Redis:
     """A client on the same server (or Sentinel service) as ``client``, bounded."""
-    return redis.Redis(connection_pool=_bounded_pool(client.connection_pool, timeout, asynchronous=False))
-
-
-def bounded_async_client(client: redis.asyncio.Redis, timeout: float) -> redis.asyncio.Redis:
-    """The asyncio twin of `bounded_client`."""
-    return redis.asyncio.Redis(connection_pool=_bounded_pool(client.connection_pool, timeout, asynchronous=True))
+    return redis.Redis(connection_pool=_bounded_pool(client.connection_pool, timeout))
 
 
 def bounded_cluster_client(client: redis.cluster.RedisCluster, timeout: float) -> redis.cluster.RedisCluster:
     """As `bounded_client`, for a cluster: same nodes and credentials, short timeouts, no retries."""
-    kwargs = bounded_kwargs(client.nodes_manager.connection_kwargs, timeout, asynchronous=False)
+    kwargs = bounded_kwargs(client.nodes_manager.connection_kwargs, timeout)
     startup = [redis.cluster.ClusterNode(n.host, n.port) for n in client.nodes_manager.startup_nodes.values()]  # type: ignore[no-untyped-call]
     return redis.cluster.RedisCluster(startup_nodes=startup, **kwargs)
 
@@ -157,12 +145,12 @@ def tracking_factory(pool: Any, connection_class: type, kwargs: dict[str, Any], 
         plain = {k: v for k, v in kwargs.items() if k != "connection_pool"}
         sync_pool = redis.sentinel.SentinelConnectionPool(  # type: ignore[no-untyped-call]
             pool.service_name,
-            _bounded_sentinels(pool.sentinel_manager, timeout, False, redis.sentinel.Sentinel),
+            _bounded_sentinels(pool.sentinel_manager, timeout, redis.sentinel.Sentinel),
             is_master=True,
-            **bounded_kwargs(plain, timeout, asynchronous=False),
+            **bounded_kwargs(plain, timeout),
         )
         connection_class, kwargs = sync_pool.connection_class, sync_pool.connection_kwargs
     elif connection_class in _SYNC_TWINS:
         connection_class = _SYNC_TWINS[connection_class]
-        kwargs = bounded_kwargs(kwargs, timeout, asynchronous=False)
+        kwargs = bounded_kwargs(kwargs, timeout)
     return connection_factory(connection_class, {**kwargs, "protocol": 3})
