@@ -34,7 +34,7 @@ def keys_for_identities(runtime: Runtime, model: type, identities: Iterable[Any]
     """Cache keys of ``model``'s rows with these primary keys (as ``get()`` accepts them), and
     the pattern of all its lookup keys if it has unique lookups."""
     info = _cached(model)
-    stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
+    stem = runtime.stem(info)
     keys = []
     for ident in identities:
         pk = pk_values(info.pk_names, ident)
@@ -58,12 +58,12 @@ def key_for_lookup(runtime: Runtime, model: type, columns: Mapping[str, Any]) ->
     keyed = index.keyed([columns[name] for name in index.names])
     if keyed is None:
         raise ConfigurationError(f"{columns!r} are not values a key of {model.__name__}'s lookup can hold")
-    return runtime.keys.stem(info.table, info.fingerprint, info.config.near) + keyed[1]
+    return runtime.stem(info) + keyed[1]
 
 
 def row_keys(runtime: Runtime, info: ModelInfo, pks: Iterable[Sequence[Any]]) -> set[str]:
     """Cache keys of ``info``'s rows with these primary keys (ones no key can hold are left out)."""
-    stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
+    stem = runtime.stem(info)
     parts = map(info.pk_part, pks)
     return {stem + part for part in parts if part is not None}
 
@@ -86,7 +86,7 @@ def keys_of_states(runtime: Runtime, states: Iterable[Any]) -> set[str]:
 def deliver(runtime: Runtime, keys: list[str]) -> Flow[None]:
     """Delete ``keys``; if Redis fails, keep them for a retry. Evictions kept from before go
     first: a process that commits often retries them at once, not only at its next read."""
-    if runtime.evictions:
+    if runtime.evictions.pending:
         yield from deliver_kept(runtime)
     purges = [key for key in keys if type(key) is Purge]
     if purges:

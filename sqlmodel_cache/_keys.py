@@ -130,13 +130,18 @@ def pk_part_function(encoders: Sequence[PkEncoder]) -> PkPart:
     return composite
 
 
+_SCALARS: Final = frozenset({int, str, uuid.UUID})
+
+
 def pk_values(names: Sequence[str], ident: Any) -> list[Any] | None:
     """The primary key's values from an identity as ``Session.get()`` takes it.
 
     A scalar, a tuple or list in key-column order, or a mapping by attribute name; ``None``
     when it has the wrong number of values or misses a name.
     """
-    if isinstance(ident, (tuple, list)):
+    if type(ident) in _SCALARS:  # the usual get(Model, 1): no ABC check
+        pk = [ident]
+    elif isinstance(ident, (tuple, list)):
         pk = list(ident)
     elif isinstance(ident, Mapping):
         try:

@@ -31,7 +31,7 @@ Row = Mapping[str, Any]
 
 def lookup_keys(runtime: Runtime, info: ModelInfo, rows: Iterable[Row]) -> set[str]:
     """The lookup keys of rows with these values (each row: every name in ``lookup_names``)."""
-    stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
+    stem = runtime.stem(info)
     keys = set()
     for row in rows:
         for index in info.uniques.values():
@@ -43,9 +43,7 @@ def lookup_keys(runtime: Runtime, info: ModelInfo, rows: Iterable[Row]) -> set[s
 
 def every_lookup(runtime: Runtime, info: ModelInfo) -> Purge:
     """All of the model's lookup keys, for a change whose rows' values are not known."""
-    return Purge(
-        runtime.keys.pattern_of(runtime.keys.stem(info.table, info.fingerprint, info.config.near) + LOOKUP_MARK)
-    )
+    return Purge(runtime.keys.pattern_of(runtime.stem(info) + LOOKUP_MARK))
 
 
 def _old_row(state: InstanceState[Any], names: Sequence[str]) -> dict[str, Any] | None:

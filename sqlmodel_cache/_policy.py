@@ -93,7 +93,7 @@ class ReadPolicy:
         self.index: Index = info.primary
         self.runtime = runtime
         self.ttl_ms = ttl_ms
-        self.stem = runtime.keys.stem(info.table, info.fingerprint, info.config.near)
+        self.stem = runtime.stem(info)
         self.log: WriteLog | None = peek_write_log(session)
         # Once this transaction has written, nothing it reads may be published.
         self.no_fill: Skip | None = Skip.OWN_WRITES if self.log is not None and self.log.has_writes else None
@@ -197,7 +197,7 @@ class ReadPolicy:
             self.runtime.counters.skipped(Skip.OWN_WRITES)
             return False  # this transaction changed the row: only the database has it
         evictions = self.runtime.evictions
-        return not (evictions and key in evictions)
+        return not (evictions.pending and key in evictions)
 
     def check_connection(self, connection: Connection) -> None:
         """The snapshot rule, for the connection the SELECT will run on."""

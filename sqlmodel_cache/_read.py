@@ -15,7 +15,7 @@ more.
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy.orm import Mapper
 from sqlalchemy.util import EMPTY_DICT
@@ -24,8 +24,9 @@ from sqlmodel import Session
 from ._entry import NO_ROW, Unusable
 from ._errors import TransportError
 from ._eviction import deliver_kept
-from ._flow import Database, Flow, Sleep
+from ._flow import Answered, Database, Flow, Sleep
 from ._lease import new_lease, new_leases, took_lease
+from ._near import NearCache
 from ._options import GetOptions
 from ._policy import BUSY, ReadPolicy, Verdict
 from ._stats import logger
@@ -39,13 +40,24 @@ def connection_for(mapper: Mapper[Any]) -> Database:
     return Database(lambda session: session.connection(bind_arguments={"mapper": mapper}))
 
 
-def plan_get(session: Session, entity: Any, ident: Any, options: GetOptions, *, asynchronous: bool) -> Flow[Any] | None:
-    """The flow of a ``get()`` through the cache, or ``None`` for the plain ``get()``."""
+def plan_get(
+    session: Session, entity: Any, ident: Any, options: GetOptions, *, asynchronous: bool
+) -> Flow[Any] | Answered | None:
+    """The flow of a ``get()`` through the cache (or its answer, when process memory has it),
+    or ``None`` for the plain ``get()``."""
     policy = ReadPolicy.begin(session, entity, options, asynchronous=asynchronous)
     target = policy.target(ident) if policy is not None else None
     if policy is None or target is None:
         return None
     pk, key, part = target
+    if policy.info.config.near and policy.log is None and not policy.runtime.evictions.pending:
+        # A session that never wrote, nothing kept to evict: a near entry answers at once,
+        # with no flow to run (the flow would find the same, at more cost).
+        near = policy.near_cache()
+        if near is not None and not policy.in_identity_map(pk):
+            served = _near_served(policy, near, pk, key)
+            if served is not _NOT_NEAR:
+                return Answered(served)
     typed = pk[0] if len(pk) == 1 else tuple(pk)  # one row, one identity, whatever form was asked
     execution_options = options.get("execution_options", EMPTY_DICT)
     bind_arguments: Any = options.get("bind_arguments")  # only `CachedSession.get` has them
@@ -61,16 +73,14 @@ def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from
     """One read of a cacheable key: of a primary key ``pk``, or (``pk=None``) of a unique
     lookup, whose row may turn out to be in the identity map already."""
     runtime = policy.runtime
-    if runtime.evictions:
+    if runtime.evictions.pending:
         yield from deliver_kept(runtime)
     if (pk is not None and policy.in_identity_map(pk)) or not policy.cache_may_answer(key):
         return (yield from_database)  # Session.get answers from the identity map, or only the database may
     near = policy.near_cache()
     if near is not None:
-        near_verdict = near.get(key)
-        if near_verdict is not None:
-            logger.debug("near hit %s", key)
-            served = _served(policy, pk, policy.near_hit(near_verdict))
+        served = _near_served(policy, near, pk, key)
+        if served is not _NOT_NEAR:
             return (yield served) if type(served) is Database else served
         started = near.started()
     if policy.needs_connection_check:
@@ -132,6 +142,19 @@ def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from
             policy.filled(int(published), int(not published))
             logger.debug("filled %s" if published else "lease lost, not filled: %s", key)
     return loaded
+
+
+# What `_near_served` gives when the near cache has no entry for the key.
+_NOT_NEAR: Final = object()
+
+
+def _near_served(policy: ReadPolicy, near: NearCache, pk: list[Any] | None, key: str) -> Any:
+    """`_served` for the near entry of ``key``, or `_NOT_NEAR`."""
+    verdict = near.get(key)
+    if verdict is None:
+        return _NOT_NEAR
+    logger.debug("near hit %s", key)
+    return _served(policy, pk, policy.near_hit(verdict))
 
 
 def _served(policy: ReadPolicy, pk: list[Any] | None, verdict: Any) -> Any:

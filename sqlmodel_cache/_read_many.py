@@ -88,7 +88,7 @@ class _ManyRead:
         the values no reader may serve, replacing them)."""
         runtime = policy.runtime
         transport = runtime.transport
-        if runtime.evictions:
+        if runtime.evictions.pending:
             yield from deliver_kept(runtime)
         if policy.needs_connection_check:
             policy.check_connection((yield connection_for(self.mapper)))

@@ -15,6 +15,7 @@ from ._near import NearCache, Tracking
 from ._stats import CacheStats, FailureLog, Notices, logger
 
 if TYPE_CHECKING:
+    from ._model import ModelInfo
     from .transport import AsyncTransport, SyncTransport
 
 __all__ = ["KeptEvictions", "Runtime", "active", "keep_undeliverable", "start", "stop"]
@@ -34,6 +35,8 @@ class KeptEvictions:
         self._keys: set[str] = set()
         self._purge: set[KeyScheme] = set()
         self._lock = threading.Lock()
+        # Is anything kept? Read by every cached read: an attribute, not a method call.
+        self.pending = False
 
     def keep(self, keys: Collection[str], scheme: KeyScheme) -> None:
         with self._lock:
@@ -42,9 +45,11 @@ class KeptEvictions:
             if len(self._keys) <= self.limit:
                 if len(named) < len(keys):  # a pattern: kept as the whole scheme's purge
                     self._purge.add(scheme)
+                self.pending = bool(self._keys or self._purge)
                 return
             self._keys.clear()
             self._purge.add(scheme)
+            self.pending = True
         logger.error(
             "more than %d cache evictions could not be sent to Redis; the cache is bypassed until "
             "every key under %s: is purged, which is retried before each read",
@@ -61,14 +66,12 @@ class KeptEvictions:
         with self._lock:
             self._keys.difference_update(keys)
             self._purge.difference_update(purged)
+            self.pending = bool(self._keys or self._purge)
 
     def __contains__(self, key: str) -> bool:
         if self._purge and any(scheme.owns(key) for scheme in self._purge):
             return True
         return key in self._keys
-
-    def __bool__(self) -> bool:
-        return bool(self._keys or self._purge)
 
     def count_into(self, stats: CacheStats) -> None:
         stats.evictions_pending = len(self._keys)
@@ -79,6 +82,7 @@ class Runtime:
     """One configuration, live. Sessions take it once per call and use nothing global."""
 
     __slots__ = (
+        "_stems",
         "_tracking_lock",
         "counters",
         "evictions",
@@ -101,6 +105,14 @@ class Runtime:
         size = settings.near_cache_size
         self.near: NearCache | None = NearCache(size, self.counters) if size else None
         self._tracking_lock = threading.Lock()
+        self._stems: dict[ModelInfo, str] = {}
+
+    def stem(self, info: ModelInfo) -> str:
+        """The key stem of the model's rows (asked by every read: made once)."""
+        stem = self._stems.get(info)
+        if stem is None:
+            stem = self._stems[info] = self.keys.stem(info.table, info.fingerprint, info.config.near)
+        return stem
 
     def tracking(self, near: NearCache) -> Tracking:
         """The near cache's tracking, started by the first read of a near model."""
