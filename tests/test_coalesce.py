@@ -9,6 +9,7 @@ import signal
 import time
 from typing import Any
 
+import pytest
 import redis
 import redis.asyncio
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -17,7 +18,7 @@ from sqlmodel_cache import AsyncCachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache.transport import RedisAsyncTransport
 
 from .models import Hero
-from .servers import RedisServer, redis_server
+from .servers import RedisClusterServer, RedisServer, redis_server
 
 TASKS = 50
 
@@ -55,6 +56,51 @@ async def test_concurrent_hits_share_a_write_and_a_read(
     assert stats.hits == TASKS
     # Without coalescing each lookup is a read event of its own on its own connection.
     assert read_events <= TASKS // 5, read_events
+    await client.aclose()
+
+
+async def test_on_a_cluster_each_masters_share_goes_in_shared_writes(
+    async_engine: Any, redis_cluster_proc: RedisClusterServer, stats: CacheStats, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis.asyncio.cluster
+    import redis.asyncio.connection
+
+    host, port = redis_cluster_proc.startup
+    client = redis.asyncio.cluster.RedisCluster(host=host, port=port, max_connections=TASKS * 2)
+    await client.initialize()
+    await client.flushall()
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, timeout=1.0))
+    await seed(async_engine)
+    for pk in range(1, TASKS + 1):
+        assert await read(async_engine, pk) == f"h{pk}"
+    # Once concurrently, so that each master's connections are made, then counted. (A
+    # server's read events would count the cluster bus's messages too.)
+    await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1)))
+    writes = 0
+    send = redis.asyncio.connection.AbstractConnection.send_packed_command
+
+    async def counted(self: Any, command: Any, check_health: bool = True) -> None:
+        nonlocal writes
+        writes += 1
+        await send(self, command, check_health)
+
+    monkeypatch.setattr(redis.asyncio.connection.AbstractConnection, "send_packed_command", counted)
+    names = await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1)))
+    monkeypatch.undo()
+    assert names == [f"h{pk}" for pk in range(1, TASKS + 1)]
+    assert stats.hits == 2 * TASKS and stats.redis_errors == 0, SQLModelCache.stats()
+    # Without coalescing, 50 writes; with it, one call alone and then one batch per master.
+    masters = len(redis_cluster_proc.nodes)
+    assert writes <= 3 * masters, writes
+    # A change is seen at once: a commit's eviction goes to the row's master, and the next
+    # concurrent reads of that row, batched with others, miss and fill it again.
+    async with AsyncCachedSession(async_engine) as session:
+        hero = await session.get(Hero, 7)
+        assert hero is not None
+        hero.name = "changed"
+        await session.commit()
+    names = await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1)))
+    assert names[6] == "changed" and names[:6] == [f"h{pk}" for pk in range(1, 7)]
     await client.aclose()
 
 

@@ -73,8 +73,11 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         client = self.client
         self._router: Router | None = None
         self._refreshes: set[asyncio.Task[None]] = set()
-        # Per event loop, the single-key commands of concurrent tasks share a write and a read.
-        self._coalescers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Coalescer] = weakref.WeakKeyDictionary()
+        # Per event loop and server (cluster master), the single-key commands of concurrent
+        # tasks share a write and a read.
+        self._coalescers: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str | None, tuple[Any, Coalescer]]
+        ] = weakref.WeakKeyDictionary()
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             self._router = Router(client, self._refresh_in_background)
         self._scripts = Scripts(lambda source: client.register_script(source).sha.encode())
@@ -166,24 +169,32 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
     async def _one(self, operation: str, key: str, commands: Commands, source: str | None = None) -> Answer:
         sources = (source,) if source else ()
         with self._guard.call(operation, key) as call:
-            if self._router is None:  # with the other tasks' commands, bounded there
-                answer: Answer = await self._coalescer().call(commands, sources)
-            else:
-                answer = await _bounded(self._send(call.node, commands, sources), self.timeout)
+            if self._router is not None and call.node is None:
+                raise ClusterDownError("the cluster's layout is not known yet")
+            # With the other tasks' commands to the same server, bounded there.
+            answer: Answer = await self._coalescer(call.node).call(commands, sources)
             return answer
 
-    def _coalescer(self) -> Coalescer:
+    def _coalescer(self, node: Any) -> Coalescer:
+        """The batches of this event loop to the server, or to one cluster master (a node
+        that a layout refresh replaced gets a coalescer of its own)."""
         loop = asyncio.get_running_loop()
-        coalescer = self._coalescers.get(loop)
-        if coalescer is None:
+        by_node = self._coalescers.get(loop)
+        if by_node is None:
+            by_node = self._coalescers[loop] = {}
+        name = None if node is None else node.name
+        known = by_node.get(name)
+        if known is not None and known[0] is node:
+            return known[1]
 
-            async def send_one(commands: Commands, sources: Sequence[str]) -> tuple[Any, bytes | None]:
-                return await _bounded(self._send(None, commands, sources), self.timeout)
+        async def send_one(commands: Commands, sources: Sequence[str]) -> tuple[Any, bytes | None]:
+            return await _bounded(self._send(node, commands, sources), self.timeout)
 
-            async def send(exchange: Callable[[Any], Awaitable[Any]], seconds: float) -> Any:
-                return await _bounded(self._on_connection(None, exchange), seconds)
+        async def send(exchange: Callable[[Any], Awaitable[Any]], seconds: float) -> Any:
+            return await _bounded(self._on_connection(node, exchange), seconds)
 
-            coalescer = self._coalescers[loop] = Coalescer(send_one, send, self.timeout)
+        coalescer = Coalescer(send_one, send, self.timeout)
+        by_node[name] = (node, coalescer)
         return coalescer
 
     async def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:

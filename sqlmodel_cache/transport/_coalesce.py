@@ -1,5 +1,5 @@
 """Coalesced asyncio calls: owns how the single-key commands that concurrent tasks of one event
-loop send to one server share a write and a read.
+loop send to one server (or one cluster master) share a write and a read.
 
 A task's command is sent at once when nothing is in flight; otherwise it waits, and all that
 waited are sent together as soon as what was in flight is done, in one write on one borrowed
