@@ -184,11 +184,16 @@ class ReadPolicy:
             return copy.deepcopy(verdict)
         return verdict
 
-    def near_keep(self, near: NearCache, key: str, verdict: Verdict, started: int) -> None:
-        """Keep what a read of Redis that began at ``started`` found, if no change of the key
-        reached the process since (tracking made current first)."""
-        if self.runtime.tracking(near).current():
-            near.keep(key, verdict, started)
+    def near_keep(self, near: NearCache, found: Sequence[tuple[str, Verdict]], started: int) -> None:
+        """Keep what a read of Redis that began at ``started`` found (each key and its hit),
+        unless a change of the key reached the process since (tracking made current first).
+        Mutable values are kept as a copy: the instance made from the read holds them, and
+        its session may change them in place."""
+        if not self.runtime.tracking(near).current():
+            return
+        copied = not self.info.shareable
+        for key, verdict in found:
+            near.keep(key, copy.deepcopy(verdict) if copied and type(verdict) is list else verdict, started)
 
     def cache_may_answer(self, key: str) -> bool:
         """May the cache answer for ``key``, or only the database?"""

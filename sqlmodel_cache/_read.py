@@ -104,7 +104,7 @@ def read_one(policy: ReadPolicy, pk: list[Any] | None, key: str, part: str, from
     if type(verdict) is list or verdict is NO_ROW:
         logger.debug("hit %s", key)
         if near is not None:
-            policy.near_keep(near, key, verdict, started)
+            policy.near_keep(near, [(key, verdict)], started)
         served = _served(policy, pk, verdict)
         return (yield served) if type(served) is Database else served
     held = lease is not None and raw is None  # SET ... NX took the lease

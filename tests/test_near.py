@@ -185,6 +185,25 @@ def test_mutable_values_are_not_shared_between_sessions(
         assert again is not None and again.tags == {"a": 1}
 
 
+def test_the_read_that_keeps_an_entry_does_not_share_its_mutable_values(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+    warm(engine, stats)
+    change_elsewhere(engine, real_redis, 1, "second")  # the near entry is invalidated
+    until(lambda: stats.near_invalidations > 0, "the change never reached the near cache")
+    kept = stats.near_hits
+    while stats.near_hits == kept:  # until a Redis hit has kept the entry again
+        with CachedSession(engine) as session:
+            note = session.get(Note, 1)
+            assert note is not None and note.tags is not None
+            note.tags["a"] = 2  # in place, never committed: this session's own
+    with CachedSession(engine) as session:
+        again = session.get(Note, 1)
+        assert again is not None and again.tags == {"a": 1}
+
+
 def test_the_near_cache_is_bounded(engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats) -> None:
     SQLModelCache.configure(transport=RedisSyncTransport(real_redis), near_cache_size=2)
     seed(engine, Note(id=1, title="1"), Note(id=2, title="2"), Note(id=3, title="3"))
