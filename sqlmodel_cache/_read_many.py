@@ -1,9 +1,9 @@
 """``get_many()`` as a flow: owns the order of its I/O steps (see `_read` for ``get()``).
 
-The identity map, one multi-key read of every key (one MGET; one round trip per master on a
-cluster), leases for the misses in one more, the wait for other readers' fills, one
-``SELECT ... WHERE pk IN (...)`` for what Redis did not have, and the settlements in one
-more. Every decision is the policy's.
+The identity map, the near cache (``near=True`` models), one multi-key read of the other
+keys (one MGET; one round trip per master on a cluster), leases for the misses in one more,
+the wait for other readers' fills, one ``SELECT ... WHERE pk IN (...)`` for what Redis did
+not have, and the settlements in one more. Every decision is the policy's.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from ._eviction import deliver_kept
 from ._flow import Database, Flow
 from ._keys import pk_values
 from ._lease import Settlement, new_leases, took_lease
+from ._near import NearCache
 from ._policy import BUSY, ReadPolicy
 from ._read import connection_for, wait_for_fills
 from .transport import Answers
@@ -52,6 +53,8 @@ class _ManyRead:
         self.busy: list[Identity] = []  # another reader's lease was there, and stayed
         self.waiting: dict[Identity, tuple[str, str]] = {}  # another reader's lease was there
         self.loaded: dict[Any, Any] = {}
+        # For a model kept near: the near cache, and when the reads of Redis began.
+        self.keeping: tuple[NearCache, int] | None = None
         if policy is not None:
             names: Sequence[str] = policy.info.pk_names
         else:
@@ -84,15 +87,22 @@ class _ManyRead:
             self.results[position] = instance
 
     def ask_redis(self, policy: ReadPolicy) -> Flow[None]:
-        """Hits from one multi-key read; leases for the misses where this call may fill (over
-        the values no reader may serve, replacing them)."""
+        """Hits from the near cache, then from one multi-key read of the rest (kept near
+        for a near model); leases for the misses where this call may fill (over the values
+        no reader may serve, replacing them)."""
         runtime = policy.runtime
         transport = runtime.transport
         if runtime.evictions.pending:
             yield from deliver_kept(runtime)
+        asked = self.cached
+        near = policy.near_cache()
+        if near is not None:
+            asked = self.from_near(policy, near, asked)
+            if not asked:
+                return
+            self.keeping = (near, near.started())
         if policy.needs_connection_check:
             policy.check_connection((yield connection_for(self.mapper)))
-        asked = self.cached
         try:
             answers = yield (transport.peek_many, ([key for key, _ in asked.values()],))
             if answers.failure is not None:
@@ -126,6 +136,27 @@ class _ManyRead:
         if self.waiting:
             yield from self.wait_for_fills(policy)
 
+    def from_near(
+        self, policy: ReadPolicy, near: NearCache, asked: dict[Identity, tuple[str, str]]
+    ) -> dict[Identity, tuple[str, str]]:
+        """Place what the near cache holds; the rest, to ask Redis."""
+        rest: dict[Identity, tuple[str, str]] = {}
+        hits: list[Identity] = []
+        rows: list[list[Any]] = []
+        for identity, key_part in asked.items():
+            verdict = near.get(key_part[0])
+            if verdict is None:
+                rest[identity] = key_part
+            elif verdict is NO_ROW:
+                policy.near_hit(verdict)
+                self.place(identity, None)
+            else:
+                hits.append(identity)
+                rows.append(policy.near_hit(verdict))
+        for identity, instance in zip(hits, policy.info.load_rows(self.session, rows), strict=True):
+            self.place(identity, instance)
+        return rest
+
     def sort(
         self, policy: ReadPolicy, asked: dict[Identity, tuple[str, str]], answers: Any, *, replaceable: bool
     ) -> dict[Identity, tuple[str, str]]:
@@ -152,6 +183,15 @@ class _ManyRead:
             else:
                 policy.missed()
                 self.database[identity] = list(identity[1])
+        if self.keeping is not None:
+            near, started = self.keeping
+            found = [
+                (key, verdict)
+                for (key, _), verdict in zip(asked.values(), verdicts, strict=True)
+                if type(verdict) is list or verdict is NO_ROW
+            ]
+            if found:
+                policy.near_keep(near, found, started)
         for identity, instance in zip(hits, policy.info.load_rows(self.session, rows), strict=True):
             self.place(identity, instance)
         return to_lease

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -23,7 +23,7 @@ from sqlmodel_cache import (
     ConfigurationError,
     SQLModelCache,
 )
-from sqlmodel_cache.transport import Answer, RedisAsyncTransport, RedisSyncTransport
+from sqlmodel_cache.transport import Answer, Answers, RedisAsyncTransport, RedisSyncTransport
 
 from .conftest import SQLCounter
 from .models import Hero, Note
@@ -42,6 +42,16 @@ class CountingTransport(RedisSyncTransport):
     def peek(self, key: str) -> Answer:
         self.calls += 1
         return super().peek(key)
+
+    def peek_many(self, keys: Sequence[str]) -> Answers:
+        self.calls += 1
+        return super().peek_many(keys)
+
+    def lookup_many(
+        self, keys: Sequence[str], leases: Sequence[bytes], expected: Sequence[bytes | None], lease_ms: int
+    ) -> Answers:
+        self.calls += 1
+        return super().lookup_many(keys, leases, expected, lease_ms)
 
 
 def seed(engine: sa.Engine, *notes: Note) -> None:
@@ -113,6 +123,60 @@ def test_a_near_hit_makes_no_redis_call_and_no_sql(
         note.title = "changed"
         session.commit()
     assert title(engine) == "changed"
+
+
+def test_get_many_serves_near_entries_and_asks_redis_only_for_the_rest(
+    engine: sa.Engine, any_real_redis: Any, sql_counter: SQLCounter, stats: CacheStats
+) -> None:
+    transport = CountingTransport(any_real_redis)
+    SQLModelCache.configure(transport=transport, default_ttl=60)
+    seed(engine, *(Note(id=pk, title=f"n{pk}", tags={"pk": pk}) for pk in range(1, 6)))
+    for pk in (1, 2, 3):
+        warm(engine, stats, pk)
+    transport.calls = 0
+    sql_counter.reset()
+    with CachedSession(engine) as session:
+        notes = session.get_many(Note, [1, 2, 3, 1])
+        assert [n.title for n in notes if n is not None] == ["n1", "n2", "n3", "n1"]
+        assert notes[0] is notes[3] and all(n in session for n in notes)
+    assert transport.calls == 0 and sql_counter.statements == []  # all from process memory
+    near_hits = stats.near_hits
+    with CachedSession(engine) as session:  # 4 and 5: the database, then Redis fills
+        notes = session.get_many(Note, [1, 4, 5, 2])
+        assert [n.title if n is not None else None for n in notes] == ["n1", "n4", "n5", "n2"]
+    assert stats.near_hits == near_hits + 2
+    # A multi-key read of Redis keeps its hits near, as get() does.
+    for _ in range(200):
+        before = stats.near_hits
+        with CachedSession(engine) as session:
+            session.get_many(Note, [4, 5])
+        if stats.near_hits == before + 2:
+            break
+        time.sleep(0.005)
+    else:
+        pytest.fail("get_many never kept its Redis hits near")
+    # A change elsewhere is applied before the next get_many() serves the row.
+    change_elsewhere(engine, any_real_redis, 4, "changed")
+    with CachedSession(engine) as session:
+        notes = session.get_many(Note, [4, 5])
+        assert [n.title for n in notes if n is not None] == ["changed", "n5"]
+
+
+def test_get_many_keeps_no_shared_mutable_value(engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats) -> None:
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+    warm(engine, stats)  # tracking is live
+    change_elsewhere(engine, real_redis, 1, "second")
+    until(lambda: stats.near_invalidations > 0, "the change never reached the near cache")
+    kept = stats.near_hits
+    while stats.near_hits == kept:  # until a get_many() read of Redis kept the entry again
+        with CachedSession(engine) as session:
+            [note] = session.get_many(Note, [1])
+            assert note is not None and note.tags is not None
+            note.tags["a"] = 2  # in place, never committed
+    with CachedSession(engine) as session:
+        [again] = session.get_many(Note, [1])
+        assert again is not None and again.tags == {"a": 1}
 
 
 def test_a_change_by_another_process_is_applied_before_the_next_read(
