@@ -17,6 +17,7 @@ import threading
 import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from importlib import metadata
 from typing import Final
 
 try:
@@ -161,7 +162,7 @@ def instrument(meter_provider: MeterProvider | None = None) -> None:
             )
         _export = _Export(provider)
         _runtime.count_per_model(_export.per_model)
-    meter = provider.get_meter(_METER_NAME)
+    meter = provider.get_meter(_METER_NAME, _version())
     for item in _INSTRUMENTS:
         callbacks = [_callback(provider, item)]
         if item.kind == "counter":
@@ -182,6 +183,13 @@ def uninstrument() -> None:
     with _lock:
         _export = None
         _runtime.count_per_model(None)
+
+
+def _version() -> str | None:
+    try:
+        return metadata.version("sqlmodel-cache")
+    except metadata.PackageNotFoundError:  # run from a source tree
+        return None
 
 
 def _callback(provider: MeterProvider, item: _Instrument) -> Callable[[CallbackOptions], Iterable[Observation]]:

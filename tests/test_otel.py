@@ -24,7 +24,7 @@ from sqlmodel_cache import CachedSession, CacheStats, ConfigurationError, SQLMod
 from sqlmodel_cache._stats import PerModelCounts
 from sqlmodel_cache.transport import RedisSyncTransport
 
-from .models import Article, Hero, Note, Team
+from .models import Account, Article, Hero, Note, Team
 from .servers import free_port
 
 # The exported points of one collection: {instrument name: {attributes: value}}.
@@ -320,3 +320,42 @@ def test_importing_without_opentelemetry_names_the_extra(monkeypatch: pytest.Mon
     monkeypatch.delitem(sys.modules, "sqlmodel_cache.otel")
     with pytest.raises(ImportError, match=r'pip install "sqlmodel-cache\[otel\]"'):
         importlib.import_module("sqlmodel_cache.otel")
+
+
+def test_get_by_counts_for_its_model(sqlite_engine: sa.Engine, fake_cache: Any, meters: Metrics) -> None:
+    otel.instrument(meter_provider=meters.provider)
+    seed(sqlite_engine, Account(id=1, email="a@example.com"))
+    for _ in range(2):
+        with CachedSession(sqlite_engine) as session:
+            assert session.get_by(Account, email="a@example.com") is not None
+            assert session.get_by(Account, email="nobody@example.com") is None
+    points = meters.collect()
+    assert of_model(points, "misses", "Account") == 2  # each key once
+    assert of_model(points, "hits", "Account") == 1
+    assert of_model(points, "negative_hits", "Account") == 1
+
+
+async def test_the_async_session_counts_per_model(sqlite_engine: sa.Engine, meters: Metrics) -> None:
+    import fakeredis
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from sqlmodel_cache import AsyncCachedSession
+    from sqlmodel_cache.transport import RedisAsyncTransport
+
+    client = fakeredis.FakeAsyncRedis(version=(7, 0))
+    SQLModelCache.configure(transport=RedisAsyncTransport(client))
+    otel.instrument(meter_provider=meters.provider)
+    seed(sqlite_engine, Hero(id=1), Hero(id=2))
+    engine = create_async_engine(f"sqlite+aiosqlite:///{sqlite_engine.url.database}")
+    try:
+        for _ in range(2):
+            async with AsyncCachedSession(engine) as session:
+                hero = await session.get(Hero, 1)
+                assert await session.get_many(Hero, [1, 2]) == [hero, await session.get(Hero, 2)]
+    finally:
+        await engine.dispose()
+        await client.aclose()
+    points = meters.collect()
+    # get(1), then get_many() of 2 (1 is in the identity map): twice, missed then hit
+    assert of_model(points, "misses", "Hero") == 2
+    assert of_model(points, "hits", "Hero") == 2
