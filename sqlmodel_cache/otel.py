@@ -23,7 +23,7 @@ from typing import Final
 try:
     from opentelemetry import metrics
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-except ImportError as exc:  # pragma: no cover - exercised with the import blocked
+except ImportError as exc:
     raise ImportError(
         'sqlmodel_cache.otel needs OpenTelemetry: pip install "sqlmodel-cache[otel]" (opentelemetry-api)'
     ) from exc
@@ -106,8 +106,10 @@ class _Export:
     """What one ``instrument()`` exports: the counters summed over every configuration since
     (a dropped runtime's last counts carried over), and the counts by model."""
 
-    def __init__(self, provider: MeterProvider) -> None:
+    def __init__(self, provider: MeterProvider, is_global: bool) -> None:
         self.provider = provider
+        # The global provider may be OpenTelemetry's proxy, which forwards to the one set later.
+        self.is_global = is_global
         self.per_model = PerModelCounts()
         self._lock = threading.Lock()
         self._runtime = _runtime.active()
@@ -145,7 +147,8 @@ _export: _Export | None = None
 
 def instrument(meter_provider: MeterProvider | None = None) -> None:
     """Export the cache's counters as OpenTelemetry instruments through ``meter_provider``
-    (``None``: the global one), and start counting lookups by model.
+    (``None``: the global one, which may be set after this call), and start counting lookups
+    by model.
 
     Calling it again with the same provider does nothing; another provider needs
     ``uninstrument()`` first.
@@ -154,13 +157,13 @@ def instrument(meter_provider: MeterProvider | None = None) -> None:
     provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
     with _lock:
         if _export is not None:
-            if _export.provider is provider:
+            if _export.provider is provider or (meter_provider is None and _export.is_global):
                 return
             raise ConfigurationError(
                 "sqlmodel_cache.otel is already instrumented with another meter provider; "
                 "call sqlmodel_cache.otel.uninstrument() first"
             )
-        _export = _Export(provider)
+        _export = _Export(provider, is_global=meter_provider is None)
         _runtime.count_per_model(_export.per_model)
     meter = provider.get_meter(_METER_NAME, _version())
     for item in _INSTRUMENTS:

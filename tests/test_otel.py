@@ -5,10 +5,12 @@ instrumented."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,6 +28,8 @@ from sqlmodel_cache.transport import RedisSyncTransport
 
 from .models import Account, Article, Hero, Note, Team
 from .servers import free_port
+
+ROOT = str(Path(__file__).resolve().parent.parent)
 
 # The exported points of one collection: {instrument name: {attributes: value}}.
 Points = dict[str, dict[tuple[tuple[str, Any], ...], int | float]]
@@ -359,3 +363,39 @@ async def test_the_async_session_counts_per_model(sqlite_engine: sa.Engine, mete
     # get(1), then get_many() of 2 (1 is in the identity map): twice, missed then hit
     assert of_model(points, "misses", "Hero") == 2
     assert of_model(points, "hits", "Hero") == 2
+
+
+def test_instrument_before_the_global_provider_is_set() -> None:
+    """OpenTelemetry's API forwards to the global provider set after ``instrument()``; a second
+    ``instrument()`` then is the same export (a process of its own: the global is set once)."""
+    import subprocess
+
+    script = """
+import fakeredis
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from sqlmodel_cache import SQLModelCache
+from sqlmodel_cache.otel import instrument
+from sqlmodel_cache.transport import RedisSyncTransport
+
+instrument()
+reader = InMemoryMetricReader()
+metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+instrument()
+SQLModelCache.configure(transport=RedisSyncTransport(fakeredis.FakeRedis(version=(7, 0))))
+data = reader.get_metrics_data()
+names = [metric.name for rm in data.resource_metrics for sm in rm.scope_metrics for metric in sm.metrics]
+print(sorted(names))
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")])},
+    )
+    assert result.returncode == 0, result.stderr
+    # Every instrument, but those per model: no lookup was counted yet.
+    assert result.stdout.strip() == str(sorted(item.name for item in otel._INSTRUMENTS if not item.per_model))
