@@ -399,3 +399,8 @@ print(sorted(names))
     assert result.returncode == 0, result.stderr
     # Every instrument, but those per model: no lookup was counted yet.
     assert result.stdout.strip() == str(sorted(item.name for item in otel._INSTRUMENTS if not item.per_model))
+
+
+def test_the_module_exports_instrument_and_uninstrument() -> None:
+    assert otel.__all__ == ["instrument", "uninstrument"]
+    assert callable(otel.instrument) and callable(otel.uninstrument)
