@@ -64,7 +64,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     session.install("-e", ".[test]", "mypy>=1.11", "msgpack-types>=0.5")
     session.run("mypy")
-    session.run("mypy", "--strict", "examples", "benchmarks")
+    session.run("mypy", "--strict", "examples", "benchmarks", "docs_src")
 
 
 @nox.session(python=PYTHON)

@@ -4,7 +4,8 @@ every read built on them. It does no I/O; `_read` sequences its steps as flows.
 Per call: is it eligible at all, its TTL, may it fill (own writes, snapshot rule). Per key:
 may the cache answer it (own writes, identity map, kept evictions), what a value read back
 means (hit, empty, another reader's lease, unusable), and what to publish for a loaded row.
-Every counter of a read is counted here.
+Every counter of a read is counted here (the lookup counters by model too, while metrics
+are exported).
 """
 
 from __future__ import annotations
@@ -180,6 +181,8 @@ class ReadPolicy:
     def near_hit(self, verdict: Any) -> Any:
         """A near entry's values for this session (a copy where instances could share one)."""
         self.runtime.counters.near_hits += 1
+        if (per_model := self.runtime.per_model) is not None:
+            per_model.of(self.info.cls).near_hits += 1
         if type(verdict) is list and not self.info.shareable:
             return copy.deepcopy(verdict)
         return verdict
@@ -219,8 +222,12 @@ class ReadPolicy:
         verdict = _verdict(self.info, raw, part, epoch, self.index)
         if type(verdict) is list:
             self.runtime.counters.hits += 1
+            if (per_model := self.runtime.per_model) is not None:
+                per_model.of(self.info.cls).hits += 1
         elif verdict is NO_ROW:
             self.runtime.counters.negative_hits += 1
+            if (per_model := self.runtime.per_model) is not None:
+                per_model.of(self.info.cls).negative_hits += 1
         elif isinstance(verdict, Unusable):
             self._unusable([verdict])
         return verdict
@@ -233,9 +240,14 @@ class ReadPolicy:
         verdicts = [
             _verdict(info, raw, part, epoch, index) for raw, part, epoch in zip(raws, parts, epochs, strict=True)
         ]
+        hits, negative_hits = sum(type(verdict) is list for verdict in verdicts), verdicts.count(NO_ROW)
         counters = self.runtime.counters
-        counters.hits += sum(type(verdict) is list for verdict in verdicts)
-        counters.negative_hits += verdicts.count(NO_ROW)
+        counters.hits += hits
+        counters.negative_hits += negative_hits
+        if (per_model := self.runtime.per_model) is not None:
+            counts = per_model.of(self.info.cls)
+            counts.hits += hits
+            counts.negative_hits += negative_hits
         unusable = [verdict for verdict in verdicts if isinstance(verdict, Unusable)]
         if unusable:
             self._unusable(unusable)
@@ -257,6 +269,8 @@ class ReadPolicy:
 
     def missed(self, count: int = 1) -> None:
         self.runtime.counters.misses += count
+        if (per_model := self.runtime.per_model) is not None:
+            per_model.of(self.info.cls).misses += count
 
     def redis_failed(self, operation: str, error: TransportError) -> None:
         self.runtime.failures.failed(operation, error)

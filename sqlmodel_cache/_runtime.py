@@ -12,13 +12,13 @@ from ._config import Settings
 from ._errors import ConfigurationError
 from ._keys import KeyScheme, Purge
 from ._near import NearCache, Tracking
-from ._stats import CacheStats, FailureLog, Notices, logger
+from ._stats import CacheStats, FailureLog, Notices, PerModelCounts, logger
 
 if TYPE_CHECKING:
     from ._model import ModelInfo
     from .transport import AsyncTransport, SyncTransport
 
-__all__ = ["KeptEvictions", "Runtime", "active", "keep_undeliverable", "start", "stop"]
+__all__ = ["KeptEvictions", "Runtime", "active", "count_per_model", "keep_undeliverable", "start", "stop"]
 
 
 class KeptEvictions:
@@ -90,15 +90,24 @@ class Runtime:
         "keys",
         "near",
         "notices",
+        "per_model",
         "settings",
         "transport",
     )
 
-    def __init__(self, transport: SyncTransport | AsyncTransport, settings: Settings, evictions: KeptEvictions) -> None:
+    def __init__(
+        self,
+        transport: SyncTransport | AsyncTransport,
+        settings: Settings,
+        evictions: KeptEvictions,
+        per_model: PerModelCounts | None = None,
+    ) -> None:
         self.transport = transport
         self.settings = settings
         self.keys = KeyScheme(settings.key_prefix)
         self.counters = CacheStats()
+        # The lookup counters by model as well, while metrics are exported (else ``None``).
+        self.per_model = per_model
         self.evictions = evictions
         self.notices = Notices()
         self.failures = FailureLog(self.counters, self.notices)
@@ -144,6 +153,9 @@ _active: Runtime | None = None
 # Evictions a dropped runtime could not deliver: the next one retries them, so a stale row
 # never outlives a reconfiguration.
 _orphaned = KeptEvictions()
+# The counts by model while metrics are exported: every runtime started meanwhile counts into
+# them, so they outlive a reconfiguration.
+_per_model: PerModelCounts | None = None
 
 
 def active() -> Runtime | None:
@@ -159,8 +171,18 @@ def start(transport: SyncTransport | AsyncTransport, settings: Settings) -> Runt
                 "SQLModelCache is already configured; call SQLModelCache.reset() before "
                 "configuring it again (in tests, reset it in a fixture after each test)"
             )
-        _active = Runtime(transport, settings, _orphaned)
+        _active = Runtime(transport, settings, _orphaned, _per_model)
         return _active
+
+
+def count_per_model(counts: PerModelCounts | None) -> None:
+    """Count lookups by model into ``counts`` from now on, in this runtime and the next ones
+    (``None``: stop counting by model)."""
+    global _per_model
+    with _lock:
+        _per_model = counts
+        if _active is not None:
+            _active.per_model = counts
 
 
 def keep_undeliverable(keys: list[str], scheme: KeyScheme) -> None:

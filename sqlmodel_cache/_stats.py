@@ -13,7 +13,7 @@ from typing import Final
 
 from ._errors import CircuitOpen
 
-__all__ = ["CacheStats", "FailureLog", "Notices", "Skip", "logger"]
+__all__ = ["CacheStats", "FailureLog", "ModelCounts", "Notices", "PerModelCounts", "Skip", "logger"]
 
 logger: Final = logging.getLogger("sqlmodel_cache")
 
@@ -80,6 +80,38 @@ class CacheStats:
 
     def copy(self) -> CacheStats:
         return CacheStats(**{f.name: getattr(self, f.name) for f in fields(self)})
+
+
+@dataclass(slots=True)
+class ModelCounts:
+    """One model's share of the lookup counters of `CacheStats`."""
+
+    hits: int = 0
+    negative_hits: int = 0
+    near_hits: int = 0
+    misses: int = 0
+
+
+class PerModelCounts:
+    """The lookup counters by model class name, kept only while metrics are exported
+    (`sqlmodel_cache.otel`): counting per model costs a dictionary look-up per lookup, which
+    an uninstrumented process does not pay. Updated without locks, as `CacheStats` is.
+    """
+
+    __slots__ = ("_by_model",)
+
+    def __init__(self) -> None:
+        self._by_model: dict[str, ModelCounts] = {}
+
+    def of(self, model: type) -> ModelCounts:
+        counts = self._by_model.get(model.__name__)
+        if counts is None:
+            counts = self._by_model.setdefault(model.__name__, ModelCounts())
+        return counts
+
+    def by_model(self) -> dict[str, ModelCounts]:
+        """The models counted so far (a copy of the mapping; the counts themselves are live)."""
+        return self._by_model.copy()
 
 
 class Notices:
