@@ -27,8 +27,18 @@ from sqlmodel import Session
 from sqlmodel_cache import CachedSession, SQLModelCache
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
+from .conftest import _unavailable
 from .models import Hero
-from .servers import PostgresServer, RedisClusterServer, RedisServer, sentinel_deployment, tls_redis
+from .servers import (
+    PostgresServer,
+    RedisClusterServer,
+    RedisServer,
+    SentinelDeployment,
+    ServerUnavailable,
+    TlsRedis,
+    sentinel_deployment,
+    tls_redis,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS_SRC = ROOT / "docs_src"
@@ -71,8 +81,15 @@ def check_sentinel(module: dict[str, Any], request: pytest.FixtureRequest) -> No
     build, build_async = module["sentinel_transport"], module["async_sentinel_transport"]
     assert callable(build) and callable(build_async)
     assert isinstance(build_async(), RedisAsyncTransport)  # the documented addresses: no I/O yet
-    with sentinel_deployment() as deployment:
+
+    def check(deployment: SentinelDeployment) -> None:
         round_trip(build(deployment.sentinels, deployment.name), request.getfixturevalue("sqlite_engine"))
+
+    try:
+        with sentinel_deployment() as deployment:
+            check(deployment)
+    except ServerUnavailable as error:
+        _unavailable(error)
 
 
 def check_cluster(module: dict[str, Any], request: pytest.FixtureRequest) -> None:
@@ -86,8 +103,15 @@ def check_cluster(module: dict[str, Any], request: pytest.FixtureRequest) -> Non
 def check_tls(module: dict[str, Any], request: pytest.FixtureRequest) -> None:
     build = module["tls_transport"]
     assert callable(build)
-    with tls_redis() as server:
+
+    def check(server: TlsRedis) -> None:
         round_trip(build(server.url, str(server.ca_path)), request.getfixturevalue("sqlite_engine"))
+
+    try:
+        with tls_redis() as server:
+            check(server)
+    except ServerUnavailable as error:
+        _unavailable(error)
 
 
 # Samples that build a transport for a deployment: each is called against that deployment.
@@ -130,6 +154,13 @@ def test_every_sample_is_run_by_some_test() -> None:
     assert not unknown, f"no test knows how to run {unknown}: give them a __main__ block, an app or a builder check"
     stale = set(EXPECTED_OUTPUT) - {sample_name(path) for path in SAMPLES}
     assert not stale, f"expected output for samples that do not exist: {stale}"
+
+
+def test_every_sample_is_shown_in_a_page() -> None:
+    pages = "\n".join(path.read_text(encoding="utf-8") for path in (ROOT / "docs").rglob("*.md"))
+    included = set(re.findall(r'--8<-- "docs_src/([^"]+)"', pages))
+    missing = {sample_name(path) for path in SAMPLES} - included
+    assert not missing, f"samples no page includes: {sorted(missing)}"
 
 
 def fresh_database(server: PostgresServer, name: str) -> str:
