@@ -11,8 +11,9 @@ Every variant is warmed up first (every row read once, then a short random run),
 the cached variants measure hits. The measured runs are interleaved: each round runs every
 variant in turn, in a rotating order, and the figures are the medians over rounds. Any
 response that is not 2xx, and any socket error or timeout, fails the run; so does a cached
-variant whose requests did not all read Redis, or a plain one that did (Redis's own
-``keyspace_hits`` and ``keyspace_misses``, counted around each run). Usage::
+variant that missed in Redis or answered less than half its requests from it, or a plain
+one that read it at all (Redis's own ``keyspace_hits`` and ``keyspace_misses``, counted
+around each run; see `check_cache_use`). Usage::
 
     python -m benchmarks.e2e [--rounds N] [--duration S] [--concurrency N] [--rows N] [--quick] [--json PATH]
 
@@ -83,6 +84,11 @@ def e2e_settings(
         rounds=rounds or (1 if quick else 5),
         duration_s=duration or (1 if quick else 5),
         warmup_s=1 if quick else 2,
+        # One worker saturates its CPU from about 4 connections on. Beyond 15, the plain
+        # Session's requests hold AnyIO's threads while they wait for SQLAlchemy's pool (5 +
+        # 10 overflow), whose connections go back in the dependencies' exits, which need those
+        # threads: the server stalls. And the more connections, the longer a loaded event loop
+        # lags, until the asyncio lookups meet their 100 ms bound and go to the database.
         concurrency=concurrency or 8,
         rows=rows or (100 if quick else 1000),
         quick=quick,
