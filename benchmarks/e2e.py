@@ -84,11 +84,12 @@ def e2e_settings(
         rounds=rounds or (1 if quick else 5),
         duration_s=duration or (1 if quick else 5),
         warmup_s=1 if quick else 2,
-        # One worker saturates its CPU from about 4 connections on. Beyond 15, the plain
-        # Session's requests hold AnyIO's threads while they wait for SQLAlchemy's pool (5 +
-        # 10 overflow), whose connections go back in the dependencies' exits, which need those
-        # threads: the server stalls. And the more connections, the longer a loaded event loop
-        # lags, until the asyncio lookups meet their 100 ms bound and go to the database.
+        # One worker saturates its CPU from about 4 connections on. With many more, the plain
+        # Session's requests can hold all of AnyIO's 40 threads while they wait for
+        # SQLAlchemy's pool (5 + 10 overflow), whose connections come back in the
+        # dependencies' exits, which need a thread: at 64 the server answered nothing for
+        # seconds. And the more connections, the longer a loaded event loop lags, until the
+        # asyncio lookups meet their 100 ms bound and go to the database.
         concurrency=concurrency or 8,
         rows=rows or (100 if quick else 1000),
         quick=quick,
