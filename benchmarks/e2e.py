@@ -81,8 +81,8 @@ def e2e_settings(
 ) -> E2ESettings:
     """The command line's options, with their defaults applied."""
     return E2ESettings(
-        rounds=rounds or (1 if quick else 5),
-        duration_s=duration or (1 if quick else 5),
+        rounds=rounds or (1 if quick else 8),
+        duration_s=duration or (1 if quick else 3),
         warmup_s=1 if quick else 2,
         # One worker saturates its CPU from about 4 connections on. With many more, the plain
         # Session's requests can hold all of AnyIO's 40 threads while they wait for
@@ -363,8 +363,8 @@ def render(e2e: dict[str, Any]) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="The FastAPI example app under load: plain, cached and async cached.")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5; 1 with --quick)")
-    parser.add_argument("--duration", type=int, help="seconds per variant per round (default 5; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (default 8; 1 with --quick)")
+    parser.add_argument("--duration", type=int, help="seconds per variant per round (default 3; 1 with --quick)")
     parser.add_argument("--concurrency", type=int, help="wrk's open connections (default 8)")
     parser.add_argument("--rows", type=int, help="rows in the table (default 1000; 100 with --quick)")
     parser.add_argument("--quick", action="store_true", help="a second per variant: a smoke run, not a measurement")
