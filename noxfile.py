@@ -1,8 +1,9 @@
 """Project tasks. ``nox`` with no arguments runs what CI runs: lint, typecheck and the tests.
 
 The test sessions need a real redis-server and the PostgreSQL server binaries; the fixtures
-start both themselves. A missing redis-server is installed with apt-get when running as
-root on Debian; otherwise the session stops and says what to install.
+start both themselves. A missing redis-server (or wrk, the load generator of the end-to-end
+benchmark) is installed with apt-get when running as root on Debian; otherwise the session
+stops and says what to install.
 """
 
 from __future__ import annotations
@@ -22,11 +23,12 @@ PYTHON = "3.11"
 SQLALCHEMY_SERIES = {"2.0": "sqlalchemy[asyncio]>=2.0.14,<2.1", "2.1": "sqlalchemy[asyncio]>=2.1,<2.2"}
 
 
-def ensure_redis_server(session: nox.Session) -> None:
-    if shutil.which("redis-server"):
+def ensure_tool(session: nox.Session, binary: str, package: str, missing: str) -> None:
+    """``binary`` on the PATH: installed from Debian's ``package`` as root, else stop saying ``missing``."""
+    if shutil.which(binary):
         return
     if os.geteuid() == 0 and shutil.which("apt-get"):
-        session.log("redis-server is missing: installing Debian's redis-server package")
+        session.log(f"{binary} is missing: installing Debian's {package} package")
         session.run("apt-get", "update", "-qq", external=True)
         session.run(
             "apt-get",
@@ -34,14 +36,32 @@ def ensure_redis_server(session: nox.Session) -> None:
             "-y",
             "-qq",
             "--no-install-recommends",
-            "redis-server",
+            package,
             external=True,
             env={"DEBIAN_FRONTEND": "noninteractive"},
         )
         return
-    session.error(
+    session.error(missing)
+
+
+def ensure_redis_server(session: nox.Session) -> None:
+    ensure_tool(
+        session,
+        "redis-server",
+        "redis-server",
         "redis-server (7.0 or newer) is not installed. Install it, e.g. `sudo apt-get install "
-        "redis-server` on Debian/Ubuntu or `brew install redis` on macOS, then run nox again."
+        "redis-server` on Debian/Ubuntu or `brew install redis` on macOS, then run nox again.",
+    )
+
+
+def ensure_wrk(session: nox.Session) -> None:
+    """The HTTP load generator of the end-to-end benchmark (and of its smoke test)."""
+    ensure_tool(
+        session,
+        "wrk",
+        "wrk",
+        "wrk is not installed. Install it, e.g. `sudo apt-get install wrk` on Debian/Ubuntu or "
+        "`brew install wrk` on macOS, then run nox again.",
     )
 
 
@@ -50,6 +70,7 @@ def ensure_redis_server(session: nox.Session) -> None:
 def tests(session: nox.Session, sqlalchemy: str) -> None:
     """The whole test suite against real redis-server and PostgreSQL processes."""
     ensure_redis_server(session)
+    ensure_wrk(session)
     session.install("-e", ".[test]", SQLALCHEMY_SERIES[sqlalchemy])
     session.run("python", "-m", "pytest", *session.posargs)
 
@@ -92,7 +113,11 @@ def demo(session: nox.Session) -> None:
 
 @nox.session(python=PYTHON)
 def bench(session: nox.Session) -> None:
-    """The benchmark against the performance targets, on real redis-server and PostgreSQL processes."""
+    """The benchmark against the performance targets, on real redis-server and PostgreSQL processes.
+
+    ``nox -s bench -- --e2e`` adds the end-to-end phase (the FastAPI example under uvicorn and wrk).
+    """
     ensure_redis_server(session)
+    ensure_wrk(session)
     session.install("-e", ".[test]")
     session.run("python", "benchmarks/bench.py", *session.posargs)

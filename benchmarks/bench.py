@@ -26,9 +26,12 @@ order, so drift affects all cases alike):
   before each hit, untimed).
 
 It also reports the Redis memory of one entry, and checks the cache counters around every
-timed block, so that a "hit" that was not a hit fails the run. Usage::
+timed block, so that a "hit" that was not a hit fails the run. With ``--e2e`` it then runs
+the end-to-end phase of ``benchmarks.e2e`` on the same servers (about 1.5 minutes; a few
+seconds with ``--quick``): the FastAPI example under uvicorn and wrk. Usage::
 
-    python benchmarks/bench.py [--rounds N] [--ops N] [--many-ops N] [--rows N] [--no-gc] [--quick] [--json PATH]
+    python benchmarks/bench.py [--rounds N] [--ops N] [--many-ops N] [--rows N] [--no-gc] [--quick] [--e2e]
+                               [--json PATH]
 
 This file parses the command line, starts the servers, runs the phases and writes the
 report; the rest of the package holds the parts: ``servers`` (servers, CPU pinning, the
@@ -67,6 +70,7 @@ from benchmarks.cases_cluster import run_cluster
 from benchmarks.cases_herd import run_herd
 from benchmarks.cases_sync import run_sync
 from benchmarks.common import MANY, Settings
+from benchmarks.e2e import e2e_settings, run_e2e
 from benchmarks.report import CASE_NOTES, entry_memory, figures, render, settings_summary, versions
 from benchmarks.servers import plain_worker, servers
 from benchmarks.timing import Results
@@ -91,6 +95,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="a few operations only: a smoke run, not a measurement")
     parser.add_argument("--no-gc", action="store_true", help="disable the garbage collector inside timed loops")
+    parser.add_argument(
+        "--e2e", action="store_true", help="then the FastAPI example under uvicorn and wrk (benchmarks.e2e)"
+    )
     parser.add_argument("--json", type=Path, help=f"where to write every figure (default {DEFAULT_JSON})")
     parser.add_argument("--plain-worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--worker-redis", metavar="URL", help=argparse.SUPPRESS)
@@ -154,6 +161,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     date = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
     with servers() as (redis_server, postgres):
         measured = measure(settings, redis_server, postgres)
+        if args.e2e:
+            measured["e2e"] = run_e2e(e2e_settings(args.quick), redis_server, postgres)
     report = {
         "date": date,
         "command": shlex.join(["python", "benchmarks/bench.py", *sys.argv[1:]]),

@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlmodel import Session
 
 from benchmarks.common import CLUSTER_MASTERS, CONCURRENCY, MANY, Settings
+from benchmarks.e2e import render as e2e_lines
 from benchmarks.targets import ratios, targets
 from benchmarks.timing import Results, Series
 from benchmarks.workload import Workload
@@ -191,6 +192,7 @@ def render(report: dict[str, Any]) -> str:
         "",
         memory_line(report["memory"]),
         "",
+        *([*e2e_lines(report["e2e"]), ""] if "e2e" in report else []),
         *(f"note: {note}" for note in report["notes"]),
         f"elapsed: {report['elapsed_s']:.1f} s",
     ]

@@ -6,23 +6,24 @@ Run it with uvicorn (``pip install uvicorn``)::
         uvicorn --factory examples.fastapi_app:create_app
 
 Set ``ASYNC=1`` (and an async ``DATABASE_URL`` such as ``postgresql+asyncpg://...``) for
-the asyncio variant. The lifespans configure the cache exactly as the migration guide's
-FastAPI examples do, and reset it on shutdown.
+the asyncio variant, or ``CACHE=0`` for the sync routes on a plain ``Session`` (the baseline
+the end-to-end benchmark compares with). The lifespans configure the cache exactly as the
+migration guide's FastAPI examples do, and reset it on shutdown.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import redis
 import redis.asyncio
 from fastapi import FastAPI, HTTPException
-from sqlmodel import Field, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, create_engine
 
 from sqlmodel_cache import CacheConfig, SQLModelCache
-from sqlmodel_cache.fastapi import AsyncCachedSessionDep, CachedSessionDep, set_engine
+from sqlmodel_cache.fastapi import AsyncCachedSessionDep, CachedSessionDep, get_cached_session, set_engine
 from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
 
 
@@ -47,7 +48,7 @@ class ProductUpdate(SQLModel):
     in_stock: bool | None = None
 
 
-def create_sync_app(database_url: str, redis_url: str) -> FastAPI:
+def create_sync_app(database_url: str, redis_url: str, *, cache: bool = True) -> FastAPI:
     engine = create_engine(database_url)
 
     @asynccontextmanager
@@ -65,6 +66,13 @@ def create_sync_app(database_url: str, redis_url: str) -> FastAPI:
         engine.dispose()
 
     app = FastAPI(lifespan=lifespan)
+    if not cache:
+        # The same routes, each request on a plain Session: what the app costs without the cache.
+        def plain_session() -> Iterator[Session]:
+            with Session(engine) as session:
+                yield session
+
+        app.dependency_overrides[get_cached_session] = plain_session
 
     @app.post("/products", response_model=ProductPublic, status_code=201)
     def create_product(product: ProductBase, session: CachedSessionDep) -> Product:
@@ -165,4 +173,4 @@ def create_app() -> FastAPI:
     redis_url = os.environ.get("REDIS_URL", "redis://localhost:6379/0")
     if os.environ.get("ASYNC"):
         return create_async_app(database_url, redis_url)
-    return create_sync_app(database_url, redis_url)
+    return create_sync_app(database_url, redis_url, cache=os.environ.get("CACHE") != "0")

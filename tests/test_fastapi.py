@@ -79,6 +79,23 @@ def test_sync_app_over_http(engine: sa.Engine, redis_url: str, stats: CacheStats
         assert client.get(f"/products/{pid}").status_code == 404
 
 
+def test_sync_app_without_cache_reads_the_database_every_time(
+    engine: sa.Engine, redis_url: str, stats: CacheStats
+) -> None:
+    example = load_example()
+    app = example.create_sync_app(engine.url.render_as_string(hide_password=False), redis_url, cache=False)
+    with TestClient(app) as client:
+        pid = client.post("/products", json={"name": "chair", "price_cents": 4500}).json()["id"]
+        log = SQLLog(app.state.sqlmodel_cache_engine)
+        first = client.get(f"/products/{pid}")
+        count = len(log.statements)
+        second = client.get(f"/products/{pid}")
+        assert first.status_code == second.status_code == 200
+        assert second.json() == first.json()
+        assert count >= 1 and len(log.statements) == 2 * count, "the plain Session did not run the same SQL twice"
+        assert stats.hits == 0 and stats.misses == 0 and stats.fills == 0
+
+
 async def test_async_app_over_http(async_database_url: str, redis_url: str, stats: CacheStats) -> None:
     example = load_example()
     app = example.create_async_app(async_database_url, redis_url)
