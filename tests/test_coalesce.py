@@ -162,3 +162,31 @@ async def test_a_caller_that_gives_up_leaves_the_others_their_replies(
         if pk % 3:
             assert result == f"h{pk}"
     assert [await read(async_engine, pk) for pk in range(1, TASKS + 1)] == [f"h{pk}" for pk in range(1, TASKS + 1)]
+
+
+async def test_an_event_loop_stall_is_not_a_redis_failure(
+    async_engine: Any, redis_proc: RedisServer, stats: CacheStats
+) -> None:
+    """A loop kept busy past the bound (the application's own work, a loaded machine) finds the
+    transport's timers overdue when it runs again: the calls they cut are misses, but Redis did
+    not fail, and the breaker must not switch the cache off when the load is highest."""
+    client = redis.asyncio.Redis(port=redis_proc.port, max_connections=TASKS * 2)
+    await client.flushall()
+    SQLModelCache.configure(transport=RedisAsyncTransport(client, timeout=0.1, failure_threshold=1, cooldown=30))
+    await seed(async_engine)
+    for pk in range(1, TASKS + 1):
+        assert await read(async_engine, pk) == f"h{pk}"
+
+    async def stall() -> None:
+        time.sleep(0.35)  # runs once the reads before it were sent, or queued behind the first
+
+    for _ in range(3):
+        *names, _ = await asyncio.gather(*(read(async_engine, pk) for pk in range(1, TASKS + 1)), stall())
+        assert names == [f"h{pk}" for pk in range(1, TASKS + 1)]
+    now = SQLModelCache.stats()
+    assert now.redis_errors > 0, now  # the stalls cut calls short
+    assert now.breaker_trips == 0 and now.breaker_state == "closed", now
+    hits = stats.hits
+    assert [await read(async_engine, pk) for pk in range(1, 11)] == [f"h{pk}" for pk in range(1, 11)]
+    assert stats.hits == hits + 10
+    await client.aclose()

@@ -37,7 +37,7 @@ from ._coalesce import Coalescer
 from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
 from ._connections import packed
 from ._contract import Answer, Answers
-from ._guard import REDIRECTS
+from ._guard import REDIRECTS, LoopLate
 
 __all__ = ["RedisAsyncTransport"]
 
@@ -45,14 +45,27 @@ T = TypeVar("T")
 
 if sys.version_info >= (3, 11):
 
-    async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
         async with asyncio.timeout(timeout):
             return await awaitable
 
 else:  # pragma: no cover - Python 3.10
 
-    async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
         return await asyncio.wait_for(awaitable, timeout)
+
+
+async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
+    """``awaitable`` within ``timeout``; `LoopLate` when the loop ran its timer a bound late."""
+    loop = asyncio.get_running_loop()
+    due = loop.time() + timeout
+    try:
+        return await _within(awaitable, timeout)
+    except (TimeoutError, asyncio.TimeoutError) as error:
+        late = loop.time() - due
+        if late > timeout:  # the loop was busy elsewhere: the reply may well have been there
+            raise LoopLate(f"the event loop ran the transport's timer {late * 1000:.0f} ms late") from error
+        raise
 
 
 class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]):

@@ -6,9 +6,10 @@ waited are sent together as soon as what was in flight is done, in one write on 
 connection, their replies read in turn and handed back in order. While a batch is in flight
 the next one fills, so 50 concurrent ``get()`` calls cost a few round trips and a few system
 calls, not 50 of each.
-Each caller keeps its own bound; a reply whose caller gave up is read and dropped. A reply
-that says the server lost a script is loaded there and that caller's command sent again (the
-others' are not sent twice).
+
+A call waits at most for the batch in flight and then for its own, each within the bound; a
+reply whose caller gave up is read and dropped. A reply that says the server lost a script
+is loaded there and that caller's command sent again (the others' are not sent twice).
 """
 
 from __future__ import annotations
@@ -33,15 +34,12 @@ SendOne = Callable[[Commands, Sequence[str]], Awaitable[tuple[Any, "bytes | None
 
 
 class _Call:
-    __slots__ = ("commands", "deadline", "future", "sources")
+    __slots__ = ("commands", "future", "sources")
 
-    def __init__(
-        self, commands: Commands, sources: Sequence[str], future: asyncio.Future[Any], deadline: float
-    ) -> None:
+    def __init__(self, commands: Commands, sources: Sequence[str], future: asyncio.Future[Any]) -> None:
         self.commands = commands
         self.sources = sources
         self.future = future
-        self.deadline = deadline  # the loop's time by which its caller has its answer, or an error
 
 
 async def exchange_batch(connection: Any, calls: Sequence[_Call]) -> tuple[list[Any], bytes | None]:
@@ -84,11 +82,11 @@ class Coalescer:
                 return await self._send_one(commands, sources)
             finally:
                 self._next()
-        # A waiting call has no timer of its own: a batch is sent within the bound of its
-        # earliest call, and every call in it came after the batch before was sent.
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Any] = loop.create_future()
-        self._pending.append(_Call(commands, sources, future, loop.time() + self._timeout))
+        # A waiting call has no timer of its own: it waits for the batch in flight (bounded),
+        # then goes in the next, bounded from its send. Its bound does not start while it
+        # waits: a loop kept busy meanwhile would spend it before anything was sent.
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._pending.append(_Call(commands, sources, future))
         result: tuple[Any, bytes | None] = await future
         return result
 
@@ -113,11 +111,8 @@ class Coalescer:
             self._busy = False
 
     async def _run(self, batch: list[_Call]) -> None:
-        left = min(call.deadline for call in batch) - asyncio.get_running_loop().time()
         try:
-            if left <= 0:
-                raise TimeoutError("no answer within the transport's timeout (waited for the calls before)")
-            replies, epoch = await self._send(lambda connection: exchange_batch(connection, batch), left)
+            replies, epoch = await self._send(lambda connection: exchange_batch(connection, batch), self._timeout)
         except BaseException as error:
             _fail(batch, error)
             if isinstance(error, asyncio.CancelledError):
@@ -127,7 +122,8 @@ class Coalescer:
         if lost:  # a server that lost its scripts: load them there, and send those calls again
             sources = {source for call in lost for source in call.sources}
             try:
-                await self._send(lambda connection: exchange_batch(connection, [_load(s) for s in sources]), left)
+                loads = [_load(source) for source in sources]
+                await self._send(lambda connection: exchange_batch(connection, loads), self._timeout)
             except BaseException as error:
                 _fail(lost, error)
                 lost = []
@@ -151,4 +147,4 @@ def _fail(calls: Sequence[_Call], error: BaseException) -> None:
 def _load(source: str) -> _Call:
     future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
     future.cancel()  # nobody waits for it
-    return _Call([Scripts.load(source)], (), future, 0.0)
+    return _Call([Scripts.load(source)], (), future)

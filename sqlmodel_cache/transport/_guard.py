@@ -19,7 +19,7 @@ from sqlmodel_cache._errors import CircuitOpen, TransportError
 
 from ._breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
-__all__ = ["CLIENT_FAILURES", "REDIRECTS", "Guard", "GuardedCall"]
+__all__ = ["CLIENT_FAILURES", "REDIRECTS", "Guard", "GuardedCall", "LoopLate"]
 
 # What a Redis client raises when Redis cannot serve a call (asyncio.TimeoutError is the
 # builtin TimeoutError only from Python 3.11 on).
@@ -28,6 +28,17 @@ CLIENT_FAILURES: Final = (RedisError, TimeoutError, asyncio.TimeoutError, OSErro
 
 # Replies that say the key is served elsewhere now: the layout changed, the node is fine.
 REDIRECTS: Final = (MovedError, AskError, TryAgainError, ClusterDownError)
+
+
+class LoopLate(TimeoutError):
+    """An asyncio call cut by its timer when the event loop ran that timer a whole bound late:
+    the application's own work (or a loaded machine) kept the loop busy, not Redis. A miss,
+    but no failure of Redis: a breaker that opened on it would switch the cache off exactly
+    when the load is highest."""
+
+
+# Failures that say nothing about the server's health.
+_NOT_THE_SERVER: Final = (*REDIRECTS, LoopLate)
 
 
 def _describe(error: BaseException) -> str:
@@ -64,9 +75,9 @@ class GuardedCall:
         if error is None:
             self.breaker.success()
         elif isinstance(error, CLIENT_FAILURES):
-            if not isinstance(error, REDIRECTS):  # a moved slot is the layout's news, not a failure
+            if not isinstance(error, _NOT_THE_SERVER):  # a moved slot is the layout's news, not a failure
                 self.breaker.failure()
-            if self.router is not None:  # a master that fails may have been replaced
+            if self.router is not None and not isinstance(error, LoopLate):  # a failed master may be replaced
                 self.router.stale()
             raise TransportError(f"Redis {self.operation} failed: {_describe(error)}") from error
 
