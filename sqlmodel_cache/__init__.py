@@ -22,6 +22,10 @@ __all__ = [
     "SQLModelCache",
 ]
 
+# The one place the version is written: the build reads it from here (pyproject.toml's
+# [tool.hatch.version]), so the installed metadata and the module always agree.
+__version__ = "0.1.0.dev0"
+
 
 def __getattr__(name: str) -> Any:
     # The async session needs SQLAlchemy's asyncio support (greenlet), an optional extra.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 from importlib import resources
 
 import sqlmodel_cache
@@ -61,6 +62,11 @@ def test_transport_module_exports() -> None:
     from sqlmodel_cache.transport import RedisSyncTransport
 
     assert RedisSyncTransport is sqlmodel_cache.transport.RedisSyncTransport
+
+
+def test_version_is_the_installed_distributions_version() -> None:
+    """``__version__`` is what the build wrote into the metadata: one source, read by hatchling."""
+    assert sqlmodel_cache.__version__ == importlib.metadata.version("sqlmodel-cache")
 
 
 def test_py_typed_is_shipped_in_the_package() -> None:

@@ -85,13 +85,16 @@ def warm(engine: sa.Engine, stats: Any, pk: int = 1) -> None:
 
 
 def change_elsewhere(engine: sa.Engine, client: Any, pk: int, new_title: str) -> None:
-    """What another process's commit does: the row in the database, then its key evicted."""
+    """What another process's commit does: the row in the database, then its key evicted, then
+    one more round trip (the fence): Redis writes the deletion's reply and its invalidations in
+    one pass, in no set order, so the reply alone may come before the invalidation is sent."""
     with Session(engine) as session:
         note = session.get(Note, pk)
         assert note is not None
         note.title = new_title
         session.commit()
     client.delete(SQLModelCache.cache_key(Note, pk))
+    client.ping()
 
 
 def tracking_clients(client: redis.Redis) -> list[dict[str, Any]]:
