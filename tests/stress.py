@@ -74,19 +74,20 @@ def reader(
     rng = random.Random(seed)
     deadline = time.monotonic() + seconds
     reads = 0
-    violations: list[tuple[int, int, int]] = []
+    violations: list[tuple[int, int, int, str]] = []  # key, version read, version acknowledged, from where
     failures: list[str] = []
     latencies: list[float] = []
     while time.monotonic() < deadline:
         pk = rng.randrange(rows)
         floor = acked[pk]
         start = time.perf_counter()
+        counted = SQLModelCache.stats()
         try:
             with CachedSession(engine) as session:
                 row = session.get(Versioned, pk)
                 assert row is not None
                 if row.version < floor:
-                    violations.append((pk, row.version, floor))
+                    violations.append((pk, row.version, floor, _source(counted, SQLModelCache.stats())))
         except Exception:
             failures.append(traceback.format_exc(limit=3))
             continue
@@ -103,6 +104,15 @@ def reader(
         "misses": stats.misses,
         "latencies": latencies,
     }
+
+
+def _source(before: Any, after: Any) -> str:
+    """Where a read's row came from, by the counters it moved (one thread per reader process)."""
+    if after.near_hits > before.near_hits:
+        return "near cache"
+    if after.hits > before.hits:
+        return "redis"
+    return "database"
 
 
 def run(role: str, results: Any, *args: Any) -> None:

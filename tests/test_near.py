@@ -353,6 +353,27 @@ def test_a_silent_server_serves_no_near_entry(engine: sa.Engine, stats: CacheSta
         client.close()
 
 
+def test_a_stall_drops_every_near_entry(engine: sa.Engine, stats: CacheStats) -> None:
+    """What waited in a paused Redis runs when it comes back, in an order between connections
+    that nothing promises (a commit may have given up on its eviction meanwhile): the late
+    answers to the tracking pings vouch for nothing, and every entry is dropped."""
+    with redis_server() as server:
+        client = redis.Redis(port=server.port)
+        SQLModelCache.configure(transport=RedisSyncTransport(client, timeout=0.1, failure_threshold=1000))
+        seed(engine)
+        warm(engine, stats)
+        dropped = stats.near_invalidations
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(0.1)  # the tracking thread's pings wait, unanswered
+            assert title(engine) == "first"
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        until(lambda: stats.near_invalidations > dropped, "the late answers were trusted: nothing was dropped")
+        warm(engine, stats)  # and entries come back
+        client.close()
+
+
 # asyncio --------------------------------------------------------------------------------------
 
 

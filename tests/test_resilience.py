@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from sqlmodel_cache import AsyncCachedSession, CachedSession, CacheStats, SQLModelCache
 from sqlmodel_cache._runtime import KeptEvictions
-from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport
+from sqlmodel_cache.transport import RedisAsyncTransport, RedisSyncTransport, TransportError
 
 from .faults import black_hole, slow_proxy
 from .models import Hero
@@ -145,6 +145,33 @@ def test_failed_eviction_is_kept_and_replayed_before_the_next_read(sqlite_engine
         assert not pending_evictions()
         assert timed_get(sqlite_engine, 1)[0] == "committed while Redis was down"
         assert stats.hits >= 1, "the cache is used again without a restart"
+
+
+def test_an_eviction_sent_to_a_paused_server_after_a_timeout_still_runs_there() -> None:
+    """A call that timed out keeps its connection, so the next command (an eviction) joins it in
+    the paused server's queue and runs when the server comes back: on a new connection it
+    would wait for a handshake the paused server never answers, and never be sent."""
+    import signal
+
+    with redis_server() as server:
+        client = redis.Redis(port=server.port)
+        client.set("victim", b"stale")
+        transport = RedisSyncTransport(redis.Redis(port=server.port), failure_threshold=1000)
+        transport.peek("other")  # connected
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(TransportError):
+                transport.peek("other")  # times out: its reply is owed
+            with pytest.raises(TransportError):
+                transport.delete_many(["victim"])  # times out too, but was sent
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 2
+        while client.exists("victim"):  # no further call of the transport's: the server runs it
+            assert time.monotonic() < deadline, "the eviction never reached the paused server"
+            time.sleep(0.01)
+        assert transport.peek("victim")[0] is None  # the owed replies read, the link in step
+        client.close()
 
 
 @pytest.mark.parametrize("prefix", ["sqlmodelcache", "app:cache", "we[ir]d*pre?fix"])
@@ -386,3 +413,38 @@ async def test_nothing_listening_fails_at_once_with_its_cause(
     expected = "no sentinel names a master" if flavour == "asyncio-sentinel" else "connect"
     assert warnings and all(expected in message.lower() for message in warnings), warnings
     assert not any("timeout" in message.lower() for message in warnings), warnings
+
+
+def test_after_a_failure_only_calls_begun_after_the_next_answer_vouch_for_what_redis_holds() -> None:
+    """A stalled server runs what waited on all its connections when it comes back, in an order
+    between them that nothing promises: a read sent before the first answer that followed the
+    failure may run before another process's eviction that waited there too."""
+    from sqlmodel_cache.transport._breaker import CircuitBreaker
+
+    breaker = CircuitBreaker(failure_threshold=5, cooldown=2.0)
+    before = time.monotonic()
+    assert breaker.answered(before)  # nothing failed: every answer vouches
+    breaker.failure()
+    assert not breaker.answered(before)  # the first answer after the failure
+    assert not breaker.answered(before)  # sent before that answer came
+    assert breaker.answered(time.monotonic())  # sent after it
+
+
+def test_a_read_answered_first_after_a_timeout_is_not_served(stats: CacheStats) -> None:
+    import signal
+
+    with redis_server() as server:
+        client = redis.Redis(port=server.port)
+        client.set("key", b"value")
+        transport = RedisSyncTransport(redis.Redis(port=server.port), failure_threshold=1000)
+        assert transport.peek("key")[1] is not None  # a lifetime vouches for it
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(TransportError):
+                transport.peek("key")
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        value, lifetime = transport.peek("key")
+        assert value == b"value" and lifetime is None  # read, but no reader may serve it
+        assert transport.peek("key")[1] is not None
+        client.close()

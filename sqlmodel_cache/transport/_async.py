@@ -185,8 +185,8 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             if self._router is not None and call.node is None:
                 raise ClusterDownError("the cluster's layout is not known yet")
             # With the other tasks' commands to the same server, bounded there.
-            answer: Answer = await self._coalescer(call.node).call(commands, sources)
-            return answer
+            reply, epoch = await self._coalescer(call.node).call(commands, sources)
+        return reply, call.lifetime(epoch, reply) if operation == "lookup" else epoch
 
     def _coalescer(self, node: Any) -> Coalescer:
         """The batches of this event loop to the server, or to one cluster master (a node
@@ -232,15 +232,16 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
     async def _share(self, kind: str, node: Any, positions: list[int], keys: Sequence[str], arguments: Any) -> Any:
         """One master's share of a multi-key call, in one round trip: its replies, or its failure."""
         try:
-            with self._guard.call(OPERATION_OF[kind], keys[positions[0]]):
+            operation = OPERATION_OF[kind]
+            with self._guard.call(operation, keys[positions[0]]) as call:
 
                 def commands(lifetime: bytes | None) -> list[bytes]:
                     return key_commands(kind, self._scripts, positions, (keys, *arguments), lifetime)
 
                 replies, epoch = await _bounded(self._send(node, commands, _lease.SCRIPTS), self.timeout)
-                return positions, replies if len(positions) > 1 else [replies], epoch
         except TransportError as exc:
             return exc
+        return positions, replies if len(positions) > 1 else [replies], epoch, call.vouched or operation != "lookup"
 
     async def _per_node(self, kind: str, keys: Sequence[str], *arguments: Any) -> Answers:
         """A multi-key call on a cluster: each master's share at once; a master that fails
@@ -254,16 +255,18 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             if isinstance(outcome, TransportError):
                 failure = failure or outcome
             else:
-                positions, replies, epoch = outcome
-                if place(positions, replies, epoch, values, epochs):
+                positions, replies, epoch, vouched = outcome
+                if place(positions, replies, epoch, values, epochs, vouched):
                     self._router.stale()
         return Answers(values, epochs, failure)
 
     async def _many(self, operation: str, commands: Commands, count: int, source: str | None = None) -> Answers:
         """A multi-key call on one server: one command."""
-        with self._guard.call(operation):
+        with self._guard.call(operation) as call:
             values, epoch = await _bounded(self._send(None, commands, (source,) if source else ()), self.timeout)
+        if operation != "lookup":
             return Answers(values, [epoch] * count)
+        return Answers(values, [call.lifetime(epoch, value) for value in values])
 
     async def peek_many(self, keys: Sequence[str]) -> Answers:
         if self._router is not None:

@@ -29,6 +29,8 @@ class CircuitBreaker:
         self._failures = 0
         self._open_until = 0.0
         self._lock = threading.Lock()
+        self._stalled = False  # a failure came since the last answer
+        self._trusted_from = 0.0  # answers to calls begun before this vouch for nothing (see `answered`)
 
     @property
     def healthy(self) -> bool:
@@ -48,6 +50,22 @@ class CircuitBreaker:
                 return True
             return False
 
+    def answered(self, began: float) -> bool:
+        """A call begun at ``began`` was answered: does its reply show what Redis held after
+        every command sent to it before the call began (another process's eviction)?
+
+        Not after a failure. A stalled server (paused, or swamped) runs what waited on all
+        its connections when it comes back, in an order between connections that nothing
+        promises, and a commit may have given up on its eviction meanwhile: a reply to a call
+        sent before the first answer that followed the failure may have been read before
+        that eviction. Calls begun after that answer are read after everything that waited.
+        """
+        if self._stalled:
+            self._stalled = False
+            self._trusted_from = time.monotonic()
+            return False
+        return began >= self._trusted_from
+
     def success(self) -> None:
         if self._failures or self.state != CLOSED:
             with self._lock:
@@ -58,6 +76,7 @@ class CircuitBreaker:
 
     def failure(self) -> None:
         with self._lock:
+            self._stalled = True
             self._failures += 1
             if self.state == HALF_OPEN or self._failures >= self.failure_threshold:
                 if self.state != OPEN:

@@ -82,15 +82,21 @@ def published(settlements: Sequence[Settlement], answers: Any, epochs: Sequence[
 
 
 def place(
-    positions: Sequence[int], replies: Sequence[Any], epoch: bytes | None, values: list[Any], epochs: list[Any]
+    positions: Sequence[int],
+    replies: Sequence[Any],
+    epoch: bytes | None,
+    values: list[Any],
+    epochs: list[Any],
+    vouched: bool = True,
 ) -> bool:
     """Put a node's replies at their keys' positions; an error reply (a slot that moved) is no
-    answer. ``True`` if a reply said the layout changed."""
+    answer, and a value the answer does not vouch for (see `GuardedCall.lifetime`) comes with
+    no lifetime. ``True`` if a reply said the layout changed."""
     moved = False
     for position, reply in zip(positions, replies, strict=True):
         if isinstance(reply, ResponseError):
             moved = moved or isinstance(reply, REDIRECTS)
             continue
         values[position] = reply
-        epochs[position] = epoch
+        epochs[position] = epoch if vouched or reply is None else None
     return moved

@@ -137,7 +137,11 @@ class Link:
             self.close()
             raise
         try:
-            return connection.read_response()
+            # Not redis-py's default, which closes the connection on a timeout: the command
+            # sent stays in the server's queue, and the next command (an eviction) must join
+            # it there, not wait for a new connection's handshake that a paused server
+            # never answers.
+            return connection.read_response(disconnect_on_error=False)
         except ResponseError:
             raise
         except TimeoutError:
@@ -166,7 +170,7 @@ class Link:
         try:
             while owed:
                 try:
-                    reply = connection.read_response()
+                    reply = connection.read_response(disconnect_on_error=False)  # as in `_call`
                 except ResponseError as error:
                     reply = error
                 owed -= 1

@@ -10,6 +10,7 @@ the transport-wide one.
 from __future__ import annotations
 
 import asyncio
+import time
 from types import TracebackType
 from typing import Any, Final
 
@@ -58,21 +59,31 @@ class GuardedCall:
     """One call: a clean exit closes the breaker; a client failure counts against it and
     leaves as `TransportError`, chained to its cause."""
 
-    __slots__ = ("breaker", "node", "operation", "router")
+    __slots__ = ("began", "breaker", "node", "operation", "router", "vouched")
 
     def __init__(self, breaker: CircuitBreaker, node: Any, operation: str, router: Any) -> None:
         self.breaker = breaker
         self.node = node  # the cluster node that serves the key, if known
         self.operation = operation
         self.router = router
+        self.began = time.monotonic()  # a call of several steps may set it to its first one's
+        # After a clean exit: may its reads be served (see `CircuitBreaker.answered`)?
+        self.vouched = False
 
     def __enter__(self) -> GuardedCall:
         return self
+
+    def lifetime(self, epoch: bytes | None, value: Any) -> bytes | None:
+        """The server lifetime to give with a value this (finished) call read: none, so that no
+        reader serves it, when the answer vouches for nothing. An empty key keeps it: the
+        lease taken there is settled by compare-and-set, whatever ran before."""
+        return epoch if self.vouched or value is None else None
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
         if error is None:
+            self.vouched = self.breaker.answered(self.began)
             self.breaker.success()
         elif isinstance(error, CLIENT_FAILURES):
             if not isinstance(error, _NOT_THE_SERVER):  # a moved slot is the layout's news, not a failure

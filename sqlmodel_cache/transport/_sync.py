@@ -137,7 +137,8 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
     def _one(self, operation: str, key: str, command: Command, source: str | None = None) -> Answer:
         with self._guard.call(operation, key) as call:
             link = self._link(call.node)
-            return self._call(link, command, source), link.epoch
+            reply = self._call(link, command, source)
+        return reply, call.lifetime(link.epoch, reply) if operation == "lookup" else link.epoch
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         return self._one("lookup", key, packed(*_lease.lookup_command(key.encode(), lease, lease_ms)))
@@ -173,17 +174,18 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         sent = []
         for node, positions in self._router.group(keys).items():
             try:
-                with self._guard.call(operation, keys[positions[0]]):
+                with self._guard.call(operation, keys[positions[0]]) as call:
                     link = self._link(node)
                     link.ensure()
                     commands = key_commands(kind, self._scripts, positions, (keys, *arguments), link.epoch)
                     link.send(commands)
-                    sent.append((link, positions, commands))
+                    sent.append((link, positions, commands, call.began))
             except TransportError as exc:
                 failure = failure or exc
-        for link, positions, commands in sent:
+        for link, positions, commands, began in sent:
             try:
-                with self._guard.call(operation, keys[positions[0]]):
+                with self._guard.call(operation, keys[positions[0]]) as call:
+                    call.began = began
                     replies = link.receive(len(commands))
                     if any(isinstance(reply, NoScriptError) for reply in replies):  # a server that lost them
                         for source in _lease.SCRIPTS:
@@ -192,7 +194,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             except TransportError as exc:
                 failure = failure or exc
                 continue
-            if place(positions, replies, link.epoch, values, epochs):
+            if place(positions, replies, link.epoch, values, epochs, call.vouched or operation != "lookup"):
                 self._router.stale()
         return Answers(values, epochs, failure)
 
@@ -200,10 +202,10 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         """`peek` for many keys: one MGET, or one pipelined round trip per master on a cluster."""
         if self._router is not None:
             return self._per_node("peek", keys)
-        with self._guard.call("lookup"):
+        with self._guard.call("lookup") as call:
             link = self._link(None)
             values = link.call(packed(b"MGET", *(key.encode() for key in keys)))
-            return Answers(values, [link.epoch] * len(keys))
+        return Answers(values, [call.lifetime(link.epoch, value) for value in values])
 
     def lookup_many(
         self, keys: Sequence[str], leases: Sequence[bytes], replacing: Sequence[bytes | None], lease_ms: int
@@ -211,11 +213,11 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         """`lookup` for many keys: one script call, or one pipelined round trip per master."""
         if self._router is not None:
             return self._per_node("lookup", keys, leases, replacing, lease_ms)
-        with self._guard.call("lookup"):
+        with self._guard.call("lookup") as call:
             link = self._link(None)
             arguments = _lease.lease_many_arguments(keys, leases, replacing, lease_ms)
             values = self._call(link, self._scripts.call(_lease.LEASE_MANY, arguments), _lease.LEASE_MANY)
-            return Answers(values, [link.epoch] * len(keys))
+        return Answers(values, [call.lifetime(link.epoch, value) for value in values])
 
     def settle_many(self, settlements: Sequence[Settlement], epochs: Sequence[bytes | None]) -> list[bool]:
         """`settle` for many keys: one script call, or one pipelined round trip per master.

@@ -58,8 +58,11 @@ class ServerTracking:
         self._lock = threading.Lock()
         self._connection: Any = None
         self._arrived: Callable[[], bool] = _nothing  # has anything reached the socket?
-        self._pings: collections.deque[float] = collections.deque()  # send times of unanswered pings
-        self._answered = -1e9  # send time of the last answered ping
+        # Unanswered pings: when each was sent, and since when its answer vouches that Redis
+        # has run what was sent to it (see `_ping`).
+        self._pings: collections.deque[tuple[float, float]] = collections.deque()
+        self._answered = -1e9  # what the last answered ping vouches for
+        self._trusted_from = -1e9  # pings sent before are not trusted (a stall was seen)
         self.used = 0.0  # when a reader last asked
         self._told = False  # a failure to connect was logged
 
@@ -102,12 +105,27 @@ class ServerTracking:
         if reply is _PUSHED:
             return
         if reply in (b"PONG", "PONG") and self._pings:
-            self._answered = self._pings.popleft()
+            sent, vouches_for = self._pings.popleft()
+            now = time.monotonic()
+            if now - sent > self.validity:
+                # Redis (or the way to it) stalled. What waited meanwhile on every connection
+                # runs now, in an order between connections that nothing promises: a commit
+                # that gave up on its eviction may not be applied yet. Forget every entry,
+                # and trust only pings sent from now on.
+                self._near.drop()
+                self._trusted_from = now
+                self._answered = -1e9
+            elif vouches_for >= self._trusted_from:
+                self._answered = vouches_for
         # anything else (a stray reply) is ignored
 
     def _ping(self, connection: Any, now: float) -> None:
         connection.send_command("PING", check_health=False)
-        self._pings.append(now)
+        # Redis reads all that waits on a connection at once, in its turn among the others:
+        # a ping sent while an earlier one waits (a paused server) may be read and answered
+        # with it, before commands other clients sent in between. Its answer vouches only
+        # for what was sent before the earliest ping still waiting.
+        self._pings.append((now, self._pings[0][1] if self._pings else now))
 
     def _lost(self, error: BaseException | None) -> None:
         if self._connection is not None:
@@ -140,7 +158,7 @@ class ServerTracking:
                 return
             try:
                 self._drain(connection)
-                if now - self.used < _ACTIVE_S and (not self._pings or now - self._pings[-1] > self.validity):
+                if now - self.used < _ACTIVE_S and (not self._pings or now - self._pings[-1][0] > self.validity):
                     self._ping(connection, now)
             except Exception as error:
                 self._lost(error)
