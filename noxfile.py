@@ -37,6 +37,31 @@ MATRIX = [("3.10", "2.0"), ("3.11", "2.1"), ("3.12", "2.0"), ("3.13", "2.1")]
 # length on one session per SQLAlchemy series would take CI from about 31 to 36 minutes.
 FULL_CHAOS_PYTHONS = {"3.13"}
 SHORT_CHAOS = {"FAULT_SECONDS": "10", "STRESS_SECONDS": "8"}
+
+
+def find_installed_pythons(versions: list[str]) -> None:
+    """Pythons that pyenv installed but did not activate (its shims refuse those): put each
+    wanted version's interpreter on the PATH, ahead of the shims, so that nox finds it."""
+    root = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    links = Path(__file__).resolve().parent / ".nox" / "pythons"
+    found = False
+    for version in versions:
+        installed = [path for path in root.glob(f"{version}.*/bin/python{version}") if path.is_file()]
+        if not installed:
+            continue  # elsewhere on the PATH, or missing: then the run fails, it never skips
+        newest = max(installed, key=lambda path: [int(part) for part in path.parts[-3].split(".") if part.isdigit()])
+        links.mkdir(parents=True, exist_ok=True)
+        link = links / f"python{version}"
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(newest)
+        found = True
+    if found:
+        os.environ["PATH"] = f"{links}{os.pathsep}{os.environ.get('PATH', '')}"
+
+
+find_installed_pythons(sorted({python for python, _ in MATRIX} | {PYTHON}))
+
 VERSION_CHECK = (
     "import importlib.metadata, sqlmodel_cache; version = importlib.metadata.version('sqlmodel-cache'); "
     "assert sqlmodel_cache.__version__ == version, (sqlmodel_cache.__version__, version); "
