@@ -63,6 +63,7 @@ class ServerTracking:
         self._pings: collections.deque[tuple[float, float]] = collections.deque()
         self._answered = -1e9  # what the last answered ping vouches for
         self._trusted_from = -1e9  # pings sent before are not trusted (a stall was seen)
+        self._stalled = False  # a ping's answer was looked for, and late
         self.used = 0.0  # when a reader last asked
         self._told = False  # a failure to connect was logged
 
@@ -99,21 +100,23 @@ class ServerTracking:
         where the next poll of the socket cannot see it."""
         while connection.can_read(timeout=0):
             self._read(connection)
+        if self._pings and time.monotonic() - self._pings[0][0] > self.validity:
+            self._stalled = True  # looked, and its answer is late: Redis (or the way to it) stalls
 
     def _read(self, connection: Any) -> None:
         reply = connection.read_response(push_request=True)
         if reply is _PUSHED:
             return
         if reply in (b"PONG", "PONG") and self._pings:
-            sent, vouches_for = self._pings.popleft()
-            now = time.monotonic()
-            if now - sent > self.validity:
-                # Redis (or the way to it) stalled. What waited meanwhile on every connection
+            _, vouches_for = self._pings.popleft()
+            if self._stalled:
+                # The first answer after a stall. What waited meanwhile on every connection
                 # runs now, in an order between connections that nothing promises: a commit
                 # that gave up on its eviction may not be applied yet. Forget every entry,
                 # and trust only pings sent from now on.
+                self._stalled = False
                 self._near.drop()
-                self._trusted_from = now
+                self._trusted_from = time.monotonic()
                 self._answered = -1e9
             elif vouches_for >= self._trusted_from:
                 self._answered = vouches_for
@@ -144,6 +147,7 @@ class ServerTracking:
         self._arrived = _nothing
         self._pings.clear()
         self._answered = -1e9
+        self._stalled = False  # a new connection starts with every entry dropped
 
     # The background thread's side ---------------------------------------------------------
 
