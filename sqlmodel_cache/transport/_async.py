@@ -186,7 +186,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
                 raise ClusterDownError("the cluster's layout is not known yet")
             # With the other tasks' commands to the same server, bounded there.
             reply, epoch = await self._coalescer(call.node).call(commands, sources)
-        return reply, call.lifetime(epoch, reply) if operation == "lookup" else epoch
+        return reply, call.lifetime(epoch, reply)
 
     def _coalescer(self, node: Any) -> Coalescer:
         """The batches of this event loop to the server, or to one cluster master (a node
@@ -232,8 +232,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
     async def _share(self, kind: str, node: Any, positions: list[int], keys: Sequence[str], arguments: Any) -> Any:
         """One master's share of a multi-key call, in one round trip: its replies, or its failure."""
         try:
-            operation = OPERATION_OF[kind]
-            with self._guard.call(operation, keys[positions[0]]) as call:
+            with self._guard.call(OPERATION_OF[kind], keys[positions[0]]) as call:
 
                 def commands(lifetime: bytes | None) -> list[bytes]:
                     return key_commands(kind, self._scripts, positions, (keys, *arguments), lifetime)
@@ -241,7 +240,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
                 replies, epoch = await _bounded(self._send(node, commands, _lease.SCRIPTS), self.timeout)
         except TransportError as exc:
             return exc
-        return positions, replies if len(positions) > 1 else [replies], epoch, call.vouched or operation != "lookup"
+        return positions, replies if len(positions) > 1 else [replies], epoch, call.trusted
 
     async def _per_node(self, kind: str, keys: Sequence[str], *arguments: Any) -> Answers:
         """A multi-key call on a cluster: each master's share at once; a master that fails
@@ -264,7 +263,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         """A multi-key call on one server: one command."""
         with self._guard.call(operation) as call:
             values, epoch = await _bounded(self._send(None, commands, (source,) if source else ()), self.timeout)
-        if operation != "lookup":
+        if call.trusted:
             return Answers(values, [epoch] * count)
         return Answers(values, [call.lifetime(epoch, value) for value in values])
 

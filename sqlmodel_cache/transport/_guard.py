@@ -73,11 +73,17 @@ class GuardedCall:
     def __enter__(self) -> GuardedCall:
         return self
 
+    @property
+    def trusted(self) -> bool:
+        """May what this (finished) call read be served? Only a lookup's answer must vouch
+        for what ran before it; a fill's or an eviction's reply says only what it did."""
+        return self.vouched or self.operation != "lookup"
+
     def lifetime(self, epoch: bytes | None, value: Any) -> bytes | None:
         """The server lifetime to give with a value this (finished) call read: none, so that no
-        reader serves it, when the answer vouches for nothing. An empty key keeps it: the
-        lease taken there is settled by compare-and-set, whatever ran before."""
-        return epoch if self.vouched or value is None else None
+        reader serves it, when it is not `trusted`. An empty key keeps it: the lease taken
+        there is settled by compare-and-set, whatever ran before."""
+        return epoch if self.trusted or value is None else None
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None

@@ -138,7 +138,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
         with self._guard.call(operation, key) as call:
             link = self._link(call.node)
             reply = self._call(link, command, source)
-        return reply, call.lifetime(link.epoch, reply) if operation == "lookup" else link.epoch
+        return reply, call.lifetime(link.epoch, reply)
 
     def lookup(self, key: str, lease: bytes, lease_ms: int) -> Answer:
         return self._one("lookup", key, packed(*_lease.lookup_command(key.encode(), lease, lease_ms)))
@@ -194,7 +194,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             except TransportError as exc:
                 failure = failure or exc
                 continue
-            if place(positions, replies, link.epoch, values, epochs, call.vouched or operation != "lookup"):
+            if place(positions, replies, link.epoch, values, epochs, call.trusted):
                 self._router.stale()
         return Answers(values, epochs, failure)
 
