@@ -11,7 +11,6 @@ failure, which would spend every key's bound on one dead master.
 from __future__ import annotations
 
 import asyncio
-import sys
 import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, TypeVar, cast
@@ -31,41 +30,18 @@ from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
 from ._borrowed import Commands, on
+from ._bound import bounded
 from ._clients import tracking_factory
 from ._cluster import Router
 from ._coalesce import Coalescer
 from ._commands import OPERATION_OF, Scripts, key_commands, place, publishable, published
 from ._connections import packed
 from ._contract import Answer, Answers
-from ._guard import REDIRECTS, LoopLate
+from ._guard import REDIRECTS
 
 __all__ = ["RedisAsyncTransport"]
 
 T = TypeVar("T")
-
-if sys.version_info >= (3, 11):
-
-    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
-        async with asyncio.timeout(timeout):
-            return await awaitable
-
-else:  # pragma: no cover - Python 3.10
-
-    async def _within(awaitable: Awaitable[T], timeout: float) -> T:
-        return await asyncio.wait_for(awaitable, timeout)
-
-
-async def _bounded(awaitable: Awaitable[T], timeout: float) -> T:
-    """``awaitable`` within ``timeout``; `LoopLate` when the loop ran its timer a bound late."""
-    loop = asyncio.get_running_loop()
-    due = loop.time() + timeout
-    try:
-        return await _within(awaitable, timeout)
-    except (TimeoutError, asyncio.TimeoutError) as error:
-        late = loop.time() - due
-        if late > timeout:  # the loop was busy elsewhere: the reply may well have been there
-            raise LoopLate(f"the event loop ran the transport's timer {late * 1000:.0f} ms late") from error
-        raise
 
 
 class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster"]):
@@ -201,10 +177,10 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             return known[1]
 
         async def send_one(commands: Commands, sources: Sequence[str]) -> tuple[Any, bytes | None]:
-            return await _bounded(self._send(node, commands, sources), self.timeout)
+            return await bounded(self._send(node, commands, sources), self.timeout)
 
         async def send(exchange: Callable[[Any], Awaitable[Any]], seconds: float) -> Any:
-            return await _bounded(self._on_connection(node, exchange), seconds)
+            return await bounded(self._on_connection(node, exchange), seconds)
 
         coalescer = Coalescer(send_one, send, self.timeout)
         by_node[name] = (node, coalescer)
@@ -237,7 +213,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
                 def commands(lifetime: bytes | None) -> list[bytes]:
                     return key_commands(kind, self._scripts, positions, (keys, *arguments), lifetime)
 
-                replies, epoch = await _bounded(self._send(node, commands, _lease.SCRIPTS), self.timeout)
+                replies, epoch = await bounded(self._send(node, commands, _lease.SCRIPTS), self.timeout)
         except TransportError as exc:
             return exc
         return positions, replies if len(positions) > 1 else [replies], epoch, call.trusted
@@ -262,7 +238,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
     async def _many(self, operation: str, commands: Commands, count: int, source: str | None = None) -> Answers:
         """A multi-key call on one server: one command."""
         with self._guard.call(operation) as call:
-            values, epoch = await _bounded(self._send(None, commands, (source,) if source else ()), self.timeout)
+            values, epoch = await bounded(self._send(None, commands, (source,) if source else ()), self.timeout)
         if call.trusted:
             return Answers(values, [epoch] * count)
         return Answers(values, [call.lifetime(epoch, value) for value in values])
@@ -309,7 +285,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         nodes = {} if self._router is None else {self._guard.node_of(key): key for key in keys}
         for key in nodes.values() if nodes else [None]:
             with self._guard.call("delete", key) as call:
-                await _bounded(self._send(call.node, [packed(b"PING")]), self.timeout)
+                await bounded(self._send(call.node, [packed(b"PING")]), self.timeout)
 
     async def purge(self, pattern: str) -> None:
         with self._guard.call("purge"):
@@ -317,7 +293,7 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             async for key in self.client.scan_iter(match=pattern, count=1000):
                 batch.append(key)
                 if len(batch) >= 500:
-                    await _bounded(self.client.unlink(*batch), self.timeout)
+                    await bounded(self.client.unlink(*batch), self.timeout)
                     batch.clear()
             if batch:
-                await _bounded(self.client.unlink(*batch), self.timeout)
+                await bounded(self.client.unlink(*batch), self.timeout)
