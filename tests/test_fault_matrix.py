@@ -4,7 +4,7 @@ over and over: crash and restart from the RDB snapshot, pause the server past th
 fail over through Sentinel, kill the client connections.
 
 Per scenario: reads, commits, violations (0), exceptions (0) and the p99 of ``get()``. It
-lasts ``FAULT_SECONDS`` per scenario (45 s with ``CI`` set, 10 s otherwise).
+lasts ``FAULT_SECONDS`` per scenario (30 s with ``CI`` set, 10 s otherwise).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ P99_LIMIT_MS = 1000.0
 
 
 def seconds() -> float:
-    return float(os.environ.get("FAULT_SECONDS") or (45.0 if os.environ.get("CI") else 10.0))
+    return float(os.environ.get("FAULT_SECONDS") or (30.0 if os.environ.get("CI") else 10.0))
 
 
 @contextmanager

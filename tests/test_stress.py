@@ -2,7 +2,7 @@
 
 Writers bump random rows' version and, once ``commit()`` has returned, acknowledge it in
 shared memory. Readers read the acknowledged version first, then ``get()`` the row: a
-version older than the acknowledged one would be a stale read. The run lasts about 30 s
+version older than the acknowledged one would be a stale read. The run lasts about 20 s
 per TTL setting in CI (``STRESS_SECONDS`` overrides).
 """
 
@@ -25,7 +25,7 @@ READERS = 3
 
 
 def seconds() -> float:
-    default = 30.0 if os.environ.get("CI") else 8.0
+    default = 20.0 if os.environ.get("CI") else 8.0
     return float(os.environ.get("STRESS_SECONDS", default))
 
 
