@@ -153,7 +153,6 @@ def _near_served(policy: ReadPolicy, near: NearCache, pk: list[Any] | None, key:
     verdict = near.get(key)
     if verdict is None:
         return _NOT_NEAR
-    logger.debug("near hit %s", key)
     return _served(policy, pk, policy.near_hit(verdict))
 
 

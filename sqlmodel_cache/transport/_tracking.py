@@ -57,7 +57,8 @@ class ServerTracking:
         self.name = name
         self._lock = threading.Lock()
         self._connection: Any = None
-        self._arrived: Callable[[], bool] = _nothing  # has anything reached the socket?
+        # Has anything reached the socket? (a poll with a timeout of 0: a non-empty list)
+        self._arrived: Callable[[int], object] = _nothing
         # Unanswered pings: when each was sent, and since when its answer vouches that Redis
         # has run what was sent to it (see `_ping`).
         self._pings: collections.deque[tuple[float, float]] = collections.deque()
@@ -77,7 +78,7 @@ class ServerTracking:
             if connection is None:
                 return False
             try:
-                if self._arrived():
+                if self._arrived(0):
                     self._drain(connection)
                 if now - self._answered < self.validity:
                     return True
@@ -232,20 +233,21 @@ def _disconnect(connection: Any) -> None:
 _PUSHED: Final = object()
 
 
-def _nothing() -> bool:
+def _nothing(timeout: int) -> bool:
     return False
 
 
-def _arrival_check(sock: Any) -> Callable[[], bool]:
+def _arrival_check(sock: Any) -> Callable[[int], object]:
     """A check, cheaper than redis-py's ``can_read`` (one ``poll`` on a poller made once), of
-    whether bytes have reached ``sock``; a TLS socket may also hold decrypted bytes."""
+    whether bytes have reached ``sock``, called with a timeout of 0; a TLS socket may also
+    hold decrypted bytes."""
     poller = select.poll()
     poller.register(sock, select.POLLIN | select.POLLERR | select.POLLHUP)
     poll = poller.poll
     if isinstance(sock, ssl.SSLSocket):
         pending = sock.pending
-        return lambda: bool(pending() or poll(0))
-    return lambda: bool(poll(0))
+        return lambda timeout: pending() or poll(timeout)
+    return poll  # the list of events: empty when nothing has
 
 
 class Tracking:
@@ -277,8 +279,11 @@ class Tracking:
             self._near.drop()
             return False
         now = time.monotonic()
+        servers = self._servers()
+        if len(servers) == 1:  # one server, or a one-master cluster
+            return servers[0].current(now)
         live = True
-        for server in self._servers():
+        for server in servers:
             if not server.current(now):
                 live = False
         return live
