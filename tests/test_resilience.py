@@ -520,3 +520,33 @@ async def test_async_python_parser_connection_cut_by_the_bound_is_dropped(async_
             assert (await _timed_async_get(async_engine, 1))[0] == "h1"
         finally:
             await client.aclose()
+
+
+async def test_async_connection_owing_too_many_replies_is_dropped(
+    async_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that is not coming back would make every call read ever more owed replies
+    first: past a bound the connection is closed, and the next call starts afresh."""
+    import signal
+
+    monkeypatch.setattr("sqlmodel_cache.transport._borrowed.MAX_OWED", 1)
+    await _seed_async(async_engine)
+    with redis_server() as server:
+        client = redis.asyncio.Redis(port=server.port)
+        try:
+            transport = RedisAsyncTransport(client, failure_threshold=1000)
+            SQLModelCache.configure(transport=transport)
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                assert (await _timed_async_get(async_engine, 1))[0] == "h1"  # owes 1: kept
+                assert any(transport._owing.values())
+                assert (await _timed_async_get(async_engine, 2))[0] == "h2"  # owes 2: dropped
+                assert not any(transport._owing.values())
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            assert all(connection._writer is None for connection in client.connection_pool._available_connections)
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+            assert await client.set("own", b"mine") and await client.get("own") == b"mine"
+        finally:
+            await client.aclose()
