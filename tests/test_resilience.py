@@ -550,3 +550,30 @@ async def test_async_connection_owing_too_many_replies_is_dropped(
             assert await client.set("own", b"mine") and await client.get("own") == b"mine"
         finally:
             await client.aclose()
+
+
+async def test_async_server_lifetime_is_asked_again_after_its_question_was_cut() -> None:
+    """A connection's server lifetime is learnt once per connection; a question cut by the
+    bound is owed like any reply, and asked again by the next call on the kept connection."""
+    import signal
+
+    with redis_server() as server:
+        client = redis.asyncio.Redis(port=server.port)
+        try:
+            await client.set("key", b"value")  # the application's connection, connected, back in its pool
+            transport = RedisAsyncTransport(client, failure_threshold=1000)
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(TransportError):
+                    await transport.peek("key")  # cut while asking the lifetime
+                [(_, kept)] = [entry for by_node in transport._owing.values() for entry in by_node.values()]
+                assert kept._sqlmodel_cache_link.epoch is None and kept._sqlmodel_cache_link.owed == 1
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            await transport.peek("key")  # the first answer after a failure vouches for nothing
+            value, lifetime = await transport.peek("key")
+            run_id = (await client.info("server"))["run_id"]
+            assert value == b"value" and lifetime == bytes.fromhex(run_id[:16])
+            assert not any(transport._owing.values())
+        finally:
+            await client.aclose()
