@@ -26,8 +26,8 @@ from ._commands import Scripts
 __all__ = ["Coalescer", "exchange_batch"]
 
 # Sends a batch on a borrowed connection: ``send(exchange, seconds)`` borrows, runs
-# ``exchange`` on the connection within ``seconds``, and gives the connection back (or drops
-# it on a failure).
+# ``exchange`` on the connection within ``seconds``, and gives the connection back (keeps it
+# for the next exchange if the bound cut it owing replies, drops it on another failure).
 Send = Callable[[Callable[[Any], Awaitable[Any]], float], Awaitable[Any]]
 # Sends one call's commands at once, within the bound, as the transport does without batching.
 SendOne = Callable[[Commands, Sequence[str]], Awaitable[tuple[Any, "bytes | None"]]]
