@@ -303,3 +303,50 @@ async def test_async_failover_on_a_cluster_with_replicas(
 
     await exercise_a_failover(cluster_with_replicas, stats, read, rename)
     await client.aclose()
+
+
+async def test_async_eviction_sent_to_a_paused_master_after_a_timeout_runs_there(
+    async_engine: Any, private_cluster: RedisClusterServer
+) -> None:
+    """The connection a cut call leaves owing replies is kept per master: the commit's eviction
+    joins the paused master's queue on it, and runs before another process's read."""
+    from sqlmodel.ext.asyncio.session import AsyncSession
+
+    async with AsyncSession(async_engine) as session:
+        session.add_all([Hero(id=i, name=f"h{i}") for i in (1, 2)])
+        await session.commit()
+    host, port = private_cluster.startup
+    client = redis.asyncio.cluster.RedisCluster(host=host, port=port)
+    await client.initialize()
+    transport = RedisAsyncTransport(client, failure_threshold=1000)
+    SQLModelCache.configure(transport=transport)
+
+    async def read(pk: int) -> str | None:
+        async with AsyncCachedSession(async_engine) as session:
+            hero = await session.get(Hero, pk)
+            return None if hero is None else hero.name
+
+    key = SQLModelCache.cache_key(Hero, 1)
+    master = private_cluster.node_for(client.get_node_from_key(key).port)
+    other_process = redis.Redis(port=master.port)
+    try:
+        assert await read(1) == "h1"  # filled
+        assert other_process.exists(key)
+        master.process.send_signal(signal.SIGSTOP)
+        try:
+            assert await read(1) == "h1"  # timed out: from the database
+            async with AsyncCachedSession(async_engine) as session:
+                hero = await session.get(Hero, 1)
+                assert hero is not None
+                hero.name = "changed"
+                await session.commit()  # its eviction times out too, and is kept
+            kept = [name for by_node in transport._owing.values() for name in by_node]
+            assert kept == [f"127.0.0.1:{master.port}"], kept
+        finally:
+            master.process.send_signal(signal.SIGCONT)
+        assert not other_process.exists(key), "another process was served the stale row"
+        assert await read(1) == "changed"
+        assert not any(transport._owing.values())
+    finally:
+        other_process.close()
+        await client.aclose()

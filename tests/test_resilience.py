@@ -448,3 +448,132 @@ def test_a_read_answered_first_after_a_timeout_is_not_served(stats: CacheStats) 
         assert value == b"value" and lifetime is None  # read, but no reader may serve it
         assert transport.peek("key")[1] is not None
         client.close()
+
+
+async def test_async_eviction_sent_to_a_paused_server_after_a_timeout_runs_before_other_reads(
+    async_engine: AsyncEngine,
+) -> None:
+    """An asyncio call cut by its bound keeps its connection (out of the application's pool), so
+    the commit's eviction joins the paused server's queue on it, and runs as soon as the server
+    is back, before the reads another process sends then: on a new connection it would wait for
+    a handshake the paused server never answers, and never be sent."""
+    import signal
+
+    await _seed_async(async_engine)
+    with redis_server() as server:
+        client = redis.asyncio.Redis(port=server.port)
+        other_process = redis.Redis(port=server.port)
+        try:
+            transport = RedisAsyncTransport(client, failure_threshold=1000)
+            SQLModelCache.configure(transport=transport)
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"  # filled
+            key = SQLModelCache.cache_key(Hero, 1)
+            assert other_process.exists(key)
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                assert (await _timed_async_get(async_engine, 2))[0] == "h2"  # timed out: from the database
+                async with AsyncCachedSession(async_engine) as session:
+                    hero = await session.get(Hero, 1)
+                    assert hero is not None
+                    hero.name = "changed"
+                    await session.commit()  # its eviction times out too, and is kept
+                assert pending_evictions()
+                kept = [c for by_node in transport._owing.values() for _, c in by_node.values()]
+                assert len(kept) == 1, "the cut exchanges' connection is kept"
+                pool = client.connection_pool
+                assert kept[0] not in pool._available_connections, "it owes replies: not the application's"
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            assert not other_process.exists(key), "another process was served the stale row"
+            assert await client.set("own", b"mine") and await client.get("own") == b"mine"
+            assert (await _timed_async_get(async_engine, 1))[0] == "changed"
+            assert not any(transport._owing.values()), "in step again: back to the pool"
+            assert await client.get("own") == b"mine"
+        finally:
+            other_process.close()
+            await client.aclose()
+
+
+async def test_async_python_parser_connection_cut_by_the_bound_is_dropped(async_engine: AsyncEngine) -> None:
+    """The Python parser may lose a reply half read when its read is cut: such a connection is
+    closed, as before, never kept for the next exchange."""
+    import signal
+
+    from redis._parsers import _AsyncRESP2Parser
+
+    await _seed_async(async_engine)
+    with redis_server() as server:
+        pool = redis.asyncio.ConnectionPool(port=server.port, parser_class=_AsyncRESP2Parser)
+        client = redis.asyncio.Redis.from_pool(pool)  # closed with the client
+        try:
+            transport = RedisAsyncTransport(client, failure_threshold=1000)
+            SQLModelCache.configure(transport=transport)
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                assert (await _timed_async_get(async_engine, 1))[0] == "h1"  # timed out
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            assert not any(transport._owing.values())
+            assert all(connection._writer is None for connection in pool._available_connections)
+            assert await client.set("own", b"mine") and await client.get("own") == b"mine"
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+        finally:
+            await client.aclose()
+
+
+async def test_async_connection_owing_too_many_replies_is_dropped(
+    async_engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server that is not coming back would make every call read ever more owed replies
+    first: past a bound the connection is closed, and the next call starts afresh."""
+    import signal
+
+    monkeypatch.setattr("sqlmodel_cache.transport._borrowed.MAX_OWED", 1)
+    await _seed_async(async_engine)
+    with redis_server() as server:
+        client = redis.asyncio.Redis(port=server.port)
+        try:
+            transport = RedisAsyncTransport(client, failure_threshold=1000)
+            SQLModelCache.configure(transport=transport)
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                assert (await _timed_async_get(async_engine, 1))[0] == "h1"  # owes 1: kept
+                assert any(transport._owing.values())
+                assert (await _timed_async_get(async_engine, 2))[0] == "h2"  # owes 2: dropped
+                assert not any(transport._owing.values())
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            assert all(connection._writer is None for connection in client.connection_pool._available_connections)
+            assert (await _timed_async_get(async_engine, 1))[0] == "h1"
+            assert await client.set("own", b"mine") and await client.get("own") == b"mine"
+        finally:
+            await client.aclose()
+
+
+async def test_async_server_lifetime_is_asked_again_after_its_question_was_cut() -> None:
+    """A connection's server lifetime is learnt once per connection; a question cut by the
+    bound is owed like any reply, and asked again by the next call on the kept connection."""
+    import signal
+
+    with redis_server() as server:
+        client = redis.asyncio.Redis(port=server.port)
+        try:
+            await client.set("key", b"value")  # the application's connection, connected, back in its pool
+            transport = RedisAsyncTransport(client, failure_threshold=1000)
+            server.process.send_signal(signal.SIGSTOP)
+            try:
+                with pytest.raises(TransportError):
+                    await transport.peek("key")  # cut while asking the lifetime
+                [(_, kept)] = [entry for by_node in transport._owing.values() for entry in by_node.values()]
+                assert kept._sqlmodel_cache_link.epoch is None and kept._sqlmodel_cache_link.owed == 1
+            finally:
+                server.process.send_signal(signal.SIGCONT)
+            await transport.peek("key")  # the first answer after a failure vouches for nothing
+            value, lifetime = await transport.peek("key")
+            run_id = (await client.info("server"))["run_id"]
+            assert value == b"value" and lifetime == bytes.fromhex(run_id[:16])
+            assert not any(transport._owing.values())
+        finally:
+            await client.aclose()

@@ -29,7 +29,7 @@ from sqlmodel_cache._errors import TransportError
 from sqlmodel_cache._lease import Settlement
 
 from ._base import GuardedTransport
-from ._borrowed import Commands, on
+from ._borrowed import Commands, in_step, on, owes
 from ._bound import bounded
 from ._clients import tracking_factory
 from ._cluster import Router
@@ -48,8 +48,10 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
     """The transport for `AsyncCachedSession`: wraps ``redis.asyncio.Redis`` (a Sentinel-managed
     one too) or ``redis.asyncio.cluster.RedisCluster``.
 
-    Every call is cancelled after ``timeout`` seconds (its connection is dropped, since its
-    reply may be half read); the breaker works as for `RedisSyncTransport`.
+    Every call is cancelled after ``timeout`` seconds; its connection is kept for the next call
+    to that server, which reads the replies still owed first (with redis-py's Python parser,
+    which may lose a reply half read, it is dropped instead). The breaker works as for
+    `RedisSyncTransport`.
     """
 
     is_async: ClassVar[bool] = True
@@ -67,6 +69,11 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         self._coalescers: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, dict[str | None, tuple[Any, Coalescer]]
         ] = weakref.WeakKeyDictionary()
+        # Per event loop and server (cluster node name), the connection a cut exchange left
+        # owing replies, with the pool (or node) it goes back to once they are read.
+        self._owing: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str | None, tuple[Any, Any]]] = (
+            weakref.WeakKeyDictionary()
+        )
         if isinstance(client, redis.asyncio.cluster.RedisCluster):
             self._router = Router(client, self._refresh_in_background)
         self._scripts = Scripts(lambda source: client.register_script(source).sha.encode())
@@ -120,14 +127,17 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         return await self._on_connection(node, lambda connection: on(connection, commands, sources))
 
     async def _on_connection(self, node: Any, exchange: Callable[[Any], Awaitable[T]]) -> T:
-        """``exchange`` on a borrowed connection to the server (or ``node``)."""
-        if self._router is None:
-            pool = cast(Any, self.client).connection_pool
-            connection = pool.get_available_connection()
-        elif node is None:
+        """``exchange`` on a borrowed connection to the server (or ``node``): the one that a cut
+        exchange left owing replies there, if any (see `AsyncLink`)."""
+        if self._router is not None and node is None:
             raise ClusterDownError("the cluster's layout is not known yet")
-        else:
-            connection = node.acquire_connection()
+        loop = asyncio.get_running_loop()
+        owing = self._owing.get(loop)
+        if owing is None:
+            owing = self._owing[loop] = {}
+        name = None if node is None else node.name
+        kept = owing.pop(name, None)
+        home, connection = kept if kept is not None else self._borrow(node)
         stale = connection._writer is not None  # connected before: the server may have gone since
         # The exchange is bounded as a whole by its caller: while borrowed, the connection
         # waits on no timer of its own (a timer per read costs more than the read).
@@ -144,16 +154,33 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
             if isinstance(error, REDIRECTS) and self._router is not None:
                 self._router.stale()
             raise
+        except asyncio.CancelledError:  # cut by its bound, or its caller's task cancelled
+            if not in_step(connection):
+                await connection.disconnect(nowait=True)  # the reply may be half read
+            raise
         except BaseException:
-            await connection.disconnect(nowait=True)  # the reply may be half read
+            await connection.disconnect(nowait=True)
             raise
         finally:
             if connection.socket_timeout is None:  # unless changed meanwhile (by a server's notice)
                 connection.socket_timeout = socket_timeout
-            if self._router is None:
-                await pool.release(connection)
+            if owes(connection) and name not in owing:  # for the next exchange there, not the application
+                owing[name] = (home, connection)
             else:
-                node.release(connection)
+                if owes(connection):  # a concurrent exchange's connection is kept already
+                    await connection.disconnect(nowait=True)
+                if self._router is None:
+                    await home.release(connection)
+                else:
+                    home.release(connection)
+
+    def _borrow(self, node: Any) -> tuple[Any, Any]:
+        """A connection of the application's pool for the server (or ``node``), with where it
+        goes back."""
+        if self._router is None:
+            pool = cast(Any, self.client).connection_pool
+            return pool, pool.get_available_connection()
+        return node, node.acquire_connection()
 
     async def _one(self, operation: str, key: str, commands: Commands, source: str | None = None) -> Answer:
         sources = (source,) if source else ()

@@ -4,6 +4,10 @@ question to the sentinels), its server lifetime learnt once, commands sent in on
 
 A refused connection fails at once with its cause: the application's client may retry with
 backoff, which would spend the whole bound and leave only a bare timeout to report.
+
+An exchange cut by its bound leaves its connection in step (`AsyncLink`): with hiredis a cut
+read loses nothing (what came stays in the stream's buffer or in hiredis's reader, fed only
+from a whole read), so the replies not read yet are owed, and read first by the next exchange.
 """
 
 from __future__ import annotations
@@ -14,32 +18,91 @@ from typing import Any
 import redis.asyncio
 import redis.asyncio.retry
 import redis.asyncio.sentinel
+from redis._parsers import _AsyncHiredisParser
 from redis.asyncio.sentinel import MasterNotFoundError
 from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
 from ._commands import Scripts
-from ._connections import packed, run_id
+from ._connections import MAX_OWED, packed, run_id
 
-__all__ = ["Commands", "on", "ready"]
+__all__ = ["AsyncLink", "Commands", "in_step", "on", "owes", "ready"]
 
 _INFO_SERVER = packed(b"INFO", b"server")
 # The commands of one borrowed connection: fixed, or made once its server lifetime is known.
 Commands = Sequence[bytes] | Callable[[bytes | None], Sequence[bytes]]
 
 
-async def _exchange(connection: Any, commands: Sequence[bytes]) -> Any:
+class AsyncLink:
+    """One borrowed connection while it stays connected (one writer): the server lifetime it
+    talks to (``None`` until learnt) and the replies the server still owes it.
+
+    An exchange cut by its bound (a paused or slow server) leaves what it sent in the server's
+    queue, where it runs in order: the next exchange on this connection sends its commands at
+    once, behind those, so an eviction still runs before the reads other processes send after
+    the commit; then it reads, and drops, the owed replies before its own.
+    """
+
+    __slots__ = ("connection", "epoch", "owed", "writer")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.writer = connection._writer
+        self.epoch: bytes | None = None
+        self.owed = 0
+
+    async def send(self, commands: Sequence[bytes]) -> None:
+        """Send ``commands`` in one write, then read the replies still owed (dropped)."""
+        owed = self.owed
+        await self.connection.send_packed_command(b"".join(commands), check_health=False)
+        self.owed += len(commands)
+        for _ in range(owed):
+            await self.read()
+
+    async def read(self) -> Any:
+        """The next reply, an error reply in its place. Not redis-py's default, which closes the
+        connection when the read is cut: the transport decides (`in_step`)."""
+        try:
+            reply = await self.connection.read_response(disconnect_on_error=False)
+        except ResponseError as error:
+            reply = error
+        self.owed -= 1
+        return reply
+
+
+def _link(connection: Any) -> AsyncLink | None:
+    """The link of ``connection`` as connected now: ``None`` if it has none yet, or was closed
+    or reconnected since (its state is then unknown: a cut handshake, say)."""
+    link: AsyncLink | None = getattr(connection, "_sqlmodel_cache_link", None)
+    writer = connection._writer
+    return link if link is not None and writer is not None and link.writer is writer else None
+
+
+def in_step(connection: Any) -> bool:
+    """May an exchange cut on ``connection`` leave it open for the next one? Only with hiredis
+    (the Python parsers may lose a reply half read), and owing a bounded count of replies (a
+    server that is not coming back would make every exchange read them first)."""
+    link = _link(connection)
+    return link is not None and link.owed <= MAX_OWED and isinstance(connection._parser, _AsyncHiredisParser)
+
+
+def owes(connection: Any) -> bool:
+    """Does the server still owe ``connection`` replies? Then it must not go back to the
+    application's pool: the application's own commands would read them."""
+    link = _link(connection)
+    return link is not None and link.owed > 0
+
+
+async def _exchange(link: AsyncLink, commands: Sequence[bytes]) -> Any:
     """Send ``commands`` in one write; the one reply, or each reply in turn (an error reply in
     its place, so that one key's error is only that key's)."""
-    await connection.send_packed_command(b"".join(commands), check_health=False)
+    await link.send(commands)
     if len(commands) == 1:
-        return await connection.read_response()
-    replies: list[Any] = []
-    for _ in commands:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:
-            replies.append(error)
+        reply = await link.read()
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
+    replies = [await link.read() for _ in commands]
     lost_script = next((reply for reply in replies if isinstance(reply, NoScriptError)), None)
     if lost_script is not None:
         raise lost_script  # every reply was read: the caller loads the scripts and sends again
@@ -48,16 +111,16 @@ async def _exchange(connection: Any, commands: Sequence[bytes]) -> Any:
 
 async def on(connection: Any, commands: Commands, sources: Sequence[str]) -> tuple[Any, bytes | None]:
     """``commands`` on ``connection``: their replies and the server lifetime that gave them."""
-    epoch = await ready(connection)
+    link = await ready(connection)
     if callable(commands):
-        commands = commands(epoch)
+        commands = commands(link.epoch)
     try:
-        replies = await _exchange(connection, commands)
+        replies = await _exchange(link, commands)
     except NoScriptError:  # a server that lost the scripts: load them there, once
         for source in sources:
-            await _exchange(connection, [Scripts.load(source)])
-        replies = await _exchange(connection, commands)
-    return replies, epoch
+            await _exchange(link, [Scripts.load(source)])
+        replies = await _exchange(link, commands)
+    return replies, link.epoch
 
 
 async def _master_of(pool: Any) -> tuple[str, int]:
@@ -87,8 +150,8 @@ async def _master_of(pool: Any) -> tuple[str, int]:
 _SENTINEL_SETTINGS = ("host", "port", "username", "password", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile")
 
 
-async def ready(connection: Any) -> bytes | None:
-    """Connect ``connection`` if need be, in one attempt, and return its server lifetime,
+async def ready(connection: Any) -> AsyncLink:
+    """Connect ``connection`` if need be, in one attempt; its link, knowing the server lifetime,
     learnt once per connection (a reconnect, by this library or the application, is a new
     writer, and is asked again)."""
     if connection._writer is None:
@@ -97,14 +160,10 @@ async def ready(connection: Any) -> bytes | None:
             # Its own connect() asks the sentinels with the application's retries and backoff.
             connection.host, connection.port = await _master_of(pool)
         await connection.connect_check_health(retry_socket_connect=False)
-    writer = connection._writer
-    known = getattr(connection, "_sqlmodel_cache_epoch", None)
-    if known is None or known[0] is not writer:
-        await connection.send_packed_command(_INFO_SERVER, check_health=False)
-        try:
-            info = await connection.read_response()
-        except ResponseError as error:
-            info = error
-        known = connection._sqlmodel_cache_epoch = (writer, run_id(info))
-    epoch: bytes | None = known[1]
-    return epoch
+    link = _link(connection)
+    if link is None:
+        link = connection._sqlmodel_cache_link = AsyncLink(connection)
+    if link.epoch is None:
+        await link.send([_INFO_SERVER])
+        link.epoch = run_id(await link.read())
+    return link

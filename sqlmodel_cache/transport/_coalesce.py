@@ -26,8 +26,8 @@ from ._commands import Scripts
 __all__ = ["Coalescer", "exchange_batch"]
 
 # Sends a batch on a borrowed connection: ``send(exchange, seconds)`` borrows, runs
-# ``exchange`` on the connection within ``seconds``, and gives the connection back (or drops
-# it on a failure).
+# ``exchange`` on the connection within ``seconds``, and gives the connection back (keeps it
+# for the next exchange if the bound cut it owing replies, drops it on another failure).
 Send = Callable[[Callable[[Any], Awaitable[Any]], float], Awaitable[Any]]
 # Sends one call's commands at once, within the bound, as the transport does without batching.
 SendOne = Callable[[Commands, Sequence[str]], Awaitable[tuple[Any, "bytes | None"]]]
@@ -45,16 +45,10 @@ class _Call:
 async def exchange_batch(connection: Any, calls: Sequence[_Call]) -> tuple[list[Any], bytes | None]:
     """Every call's one command in one write; each reply (an error reply in its place), and the
     server lifetime that gave them."""
-    epoch = await ready(connection)
-    packed = [call.commands(epoch) if callable(call.commands) else call.commands for call in calls]
-    await connection.send_packed_command(b"".join(command for one in packed for command in one), check_health=False)
-    replies: list[Any] = []
-    for _ in packed:
-        try:
-            replies.append(await connection.read_response())
-        except ResponseError as error:
-            replies.append(error)
-    return replies, epoch
+    link = await ready(connection)
+    packed = [call.commands(link.epoch) if callable(call.commands) else call.commands for call in calls]
+    await link.send([command for one in packed for command in one])
+    return [await link.read() for _ in packed], link.epoch
 
 
 class Coalescer:

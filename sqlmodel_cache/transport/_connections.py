@@ -26,7 +26,7 @@ from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
 from sqlmodel_cache._stats import logger
 
-__all__ = ["UNKNOWN_LIFETIME", "Link", "ThreadConnections", "fork_generation", "packed", "run_id"]
+__all__ = ["MAX_OWED", "UNKNOWN_LIFETIME", "Link", "ThreadConnections", "fork_generation", "packed", "run_id"]
 
 # A connection factory: a redis-py connection class with its keyword arguments, bound.
 Factory = Callable[[], Any]
@@ -177,7 +177,7 @@ class Link:
                 if owed < count:
                     replies.append(reply)
         except TimeoutError:
-            if owed > _MAX_OWED:
+            if owed > MAX_OWED:
                 self.close()
             else:
                 self.owed = owed
@@ -198,7 +198,7 @@ class Link:
 
 # Replies a connection may owe before it is given up for a new one (a server that is not
 # coming back would make every call read them first).
-_MAX_OWED: Final = 1000
+MAX_OWED: Final = 1000
 
 
 _fork_generation = 0
