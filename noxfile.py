@@ -36,7 +36,7 @@ MATRIX = [("3.10", "2.0"), ("3.11", "2.1"), ("3.12", "2.0"), ("3.13", "2.1")]
 # scenario for its local length, which still sees every kind of fault more than once. Full
 # length on one session per SQLAlchemy series would take CI from about 31 to 36 minutes.
 FULL_CHAOS_PYTHONS = {"3.13"}
-SHORT_CHAOS = {"FAULT_SECONDS": "10", "STRESS_SECONDS": "8"}
+SHORT_CHAOS = {"FAULT_SECONDS": "8", "STRESS_SECONDS": "6"}
 
 
 def find_installed_pythons(versions: list[str]) -> None:
