@@ -174,6 +174,33 @@ def test_an_eviction_sent_to_a_paused_server_after_a_timeout_still_runs_there() 
         client.close()
 
 
+def test_an_eviction_on_a_connection_made_while_the_server_stalls_still_runs_there() -> None:
+    """A process's first eviction (a writer that never read through the cache) connects while
+    the server is paused: the kernel accepts the connection, and the eviction must be
+    written behind the handshake at once, not after answers the paused server never gives;
+    else the server comes back without it and other processes read the old row."""
+    import signal
+
+    with redis_server() as server:
+        client = redis.Redis(port=server.port)
+        client.set("victim", b"stale")
+        transport = RedisSyncTransport(redis.Redis(port=server.port), failure_threshold=1000)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            with pytest.raises(TransportError):
+                transport.delete_many(["victim"])  # the first call of this transport
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        deadline = time.monotonic() + 2
+        while client.exists("victim"):  # no further call of the transport's: the server runs it
+            assert time.monotonic() < deadline, "the eviction never reached the paused server"
+            time.sleep(0.01)
+        # The server lifetime asked on connecting is learnt from the owed answer.
+        reply, lifetime = transport.peek("victim")
+        assert reply is None and lifetime is not None
+        client.close()
+
+
 @pytest.mark.parametrize("prefix", ["sqlmodelcache", "app:cache", "we[ir]d*pre?fix"])
 def test_too_many_kept_evictions_bypass_the_cache_until_purged(
     sqlite_engine: sa.Engine, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, prefix: str

@@ -9,6 +9,7 @@ Sentinel manager of its own whose queries to the sentinels are bounded too.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -16,6 +17,7 @@ import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.cluster
+import redis.connection
 import redis.sentinel
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -80,9 +82,23 @@ def bounded_kwargs(kwargs: dict[str, Any], timeout: float) -> dict[str, Any]:
     return bounded
 
 
-def connection_factory(connection_class: type, kwargs: dict[str, Any]) -> Callable[[], Any]:
-    """New connections of ``connection_class`` with ``kwargs`` (made as the pool would make them)."""
+def connection_factory(connection_class: type, kwargs: dict[str, Any], protocol: int = 2) -> Callable[[], Any]:
+    """New connections of ``connection_class`` with ``kwargs`` (made as the pool would make
+    them), speaking ``protocol``, without redis-py's ``CLIENT SETINFO``. Without credentials,
+    a database number or a client name, a RESP2 connection's handshake then waits for no
+    reply, so that a commit's eviction is written at once even on a connection made while
+    the server stalls (its kernel accepts the connection and keeps what is sent)."""
+    kwargs = {**kwargs, "protocol": protocol}
+    if _DRIVER_INFO:
+        kwargs = {key: value for key, value in kwargs.items() if key not in ("lib_name", "lib_version")}
+        kwargs["driver_info"] = None
+    else:
+        kwargs.update(lib_name=None, lib_version=None)
     return lambda: connection_class(**kwargs)
+
+
+# redis-py 7.1+ names ``CLIENT SETINFO``'s data ``driver_info`` (and warns on the old names).
+_DRIVER_INFO: Final = "driver_info" in inspect.signature(redis.connection.AbstractConnection.__init__).parameters
 
 
 def _bounded_sentinels(manager: Any, timeout: float, kind: type | None = None) -> Any:
@@ -153,4 +169,4 @@ def tracking_factory(pool: Any, connection_class: type, kwargs: dict[str, Any], 
     elif connection_class in _SYNC_TWINS:
         connection_class = _SYNC_TWINS[connection_class]
         kwargs = bounded_kwargs(kwargs, timeout)
-    return connection_factory(connection_class, {**kwargs, "protocol": 3})
+    return connection_factory(connection_class, kwargs, protocol=3)

@@ -69,13 +69,6 @@ def run_id(info: Any) -> bytes:
         return UNKNOWN_LIFETIME
 
 
-def _info_reply(read: Any) -> Any:
-    try:
-        return read()
-    except ResponseError as error:
-        return error
-
-
 class Link:
     """One connection, the server lifetime it talks to (``None`` until it has connected), and
     the replies the server still owes it.
@@ -86,25 +79,44 @@ class Link:
     commit. The owed replies are read, and dropped, before the next call's own.
     """
 
-    __slots__ = ("connection", "epoch", "owed")
+    __slots__ = ("connection", "epoch", "learning", "owed")
 
     def __init__(self, connection: Any) -> None:
         self.connection = connection
         self.epoch: bytes | None = None
         self.owed = 0
+        self.learning = False  # the first owed reply answers the server-lifetime question
 
     def ensure(self) -> None:
-        """Connected, and knowing whom to: (re)connect and learn the lifetime first if need be."""
+        """Connected, and the server lifetime asked: (re)connect and ask first if need be.
+
+        The question's answer is not waited for here but read as the first owed reply: a
+        command sent next (a commit's eviction) is written at once behind it, and runs in
+        order even on a server that stalls while the connection is made (its kernel accepts
+        the connection and keeps what is sent)."""
         connection = self.connection
         if connection._sock is None:
-            self.epoch, self.owed = None, 0
+            self.epoch, self.owed, self.learning = None, 0, False
             try:
                 connection.connect()
                 connection.send_packed_command([_INFO_SERVER], check_health=False)
-                self.epoch = run_id(_info_reply(connection.read_response))
             except BaseException:
                 self.close()
                 raise
+            self.owed, self.learning = 1, True
+
+    def lifetime(self) -> bytes | None:
+        """The server lifetime, for a command made for it: connected, and the answer read."""
+        self.ensure()
+        if self.learning:
+            self.receive(0)
+        return self.epoch
+
+    def _learn(self, reply: Any) -> None:
+        """``reply``, read as owed: the server lifetime, if it answers the question `ensure` asked."""
+        if self.learning:
+            self.learning = False
+            self.epoch = run_id(reply)
 
     def call(self, command: bytes | Callable[[bytes | None], bytes]) -> Any:
         """Send one packed command and read its reply. ``command`` may be a function of the
@@ -120,9 +132,10 @@ class Link:
             return self._call(command)
 
     def _call(self, command: bytes | Callable[[bytes | None], bytes]) -> Any:
-        self.ensure()
         if callable(command):
-            command = command(self.epoch)
+            command = command(self.lifetime())
+        else:
+            self.ensure()
         if self.owed:
             self.send([command])
             reply = self.receive(1)[0]
@@ -176,6 +189,8 @@ class Link:
                 owed -= 1
                 if owed < count:
                     replies.append(reply)
+                elif self.learning:
+                    self._learn(reply)
         except TimeoutError:
             if owed > MAX_OWED:
                 self.close()
@@ -192,7 +207,7 @@ class Link:
         return self.receive(len(commands))
 
     def close(self) -> None:
-        self.epoch, self.owed = None, 0
+        self.epoch, self.owed, self.learning = None, 0, False
         self.connection.disconnect()
 
 

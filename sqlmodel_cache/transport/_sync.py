@@ -176,8 +176,7 @@ class RedisSyncTransport(GuardedTransport["redis.Redis | redis.cluster.RedisClus
             try:
                 with self._guard.call(operation, keys[positions[0]]) as call:
                     link = self._link(node)
-                    link.ensure()
-                    commands = key_commands(kind, self._scripts, positions, (keys, *arguments), link.epoch)
+                    commands = key_commands(kind, self._scripts, positions, (keys, *arguments), link.lifetime())
                     link.send(commands)
                     sent.append((link, positions, commands, call.began))
             except TransportError as exc:
