@@ -147,6 +147,14 @@ def test_failed_eviction_is_kept_and_replayed_before_the_next_read(sqlite_engine
         assert stats.hits >= 1, "the cache is used again without a restart"
 
 
+def wait_until_evicted(client: redis.Redis, key: str) -> None:
+    """The server, resumed, runs the eviction it was sent: the key goes within 2 s."""
+    deadline = time.monotonic() + 2
+    while client.exists(key):
+        assert time.monotonic() < deadline, "the eviction never reached the paused server"
+        time.sleep(0.01)
+
+
 def test_an_eviction_sent_to_a_paused_server_after_a_timeout_still_runs_there() -> None:
     """A call that timed out keeps its connection, so the next command (an eviction) joins it in
     the paused server's queue and runs when the server comes back: on a new connection it
@@ -166,10 +174,7 @@ def test_an_eviction_sent_to_a_paused_server_after_a_timeout_still_runs_there() 
                 transport.delete_many(["victim"])  # times out too, but was sent
         finally:
             server.process.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 2
-        while client.exists("victim"):  # no further call of the transport's: the server runs it
-            assert time.monotonic() < deadline, "the eviction never reached the paused server"
-            time.sleep(0.01)
+        wait_until_evicted(client, "victim")  # with no further call of the transport's
         assert transport.peek("victim")[0] is None  # the owed replies read, the link in step
         client.close()
 
@@ -191,10 +196,7 @@ def test_an_eviction_on_a_connection_made_while_the_server_stalls_still_runs_the
                 transport.delete_many(["victim"])  # the first call of this transport
         finally:
             server.process.send_signal(signal.SIGCONT)
-        deadline = time.monotonic() + 2
-        while client.exists("victim"):  # no further call of the transport's: the server runs it
-            assert time.monotonic() < deadline, "the eviction never reached the paused server"
-            time.sleep(0.01)
+        wait_until_evicted(client, "victim")  # with no further call of the transport's
         # The server lifetime asked on connecting is learnt from the owed answer.
         reply, lifetime = transport.peek("victim")
         assert reply is None and lifetime is not None
