@@ -164,10 +164,11 @@ class RedisAsyncTransport(GuardedTransport["redis.asyncio.Redis | redis.asyncio.
         finally:
             if connection.socket_timeout is None:  # unless changed meanwhile (by a server's notice)
                 connection.socket_timeout = socket_timeout
-            if owes(connection) and name not in owing:  # for the next exchange there, not the application
+            owing_replies = owes(connection)
+            if owing_replies and name not in owing:  # for the next exchange there, not the application
                 owing[name] = (home, connection)
             else:
-                if owes(connection):  # a concurrent exchange's connection is kept already
+                if owing_replies:  # a concurrent exchange's connection is kept already
                     await connection.disconnect(nowait=True)
                 if self._router is None:
                     await home.release(connection)

@@ -112,12 +112,6 @@ class Link:
             self.receive(0)
         return self.epoch
 
-    def _learn(self, reply: Any) -> None:
-        """``reply``, read as owed: the server lifetime, if it answers the question `ensure` asked."""
-        if self.learning:
-            self.learning = False
-            self.epoch = run_id(reply)
-
     def call(self, command: bytes | Callable[[bytes | None], bytes]) -> Any:
         """Send one packed command and read its reply. ``command`` may be a function of the
         server lifetime, made once that is known. A connection found closed (the server
@@ -189,8 +183,9 @@ class Link:
                 owed -= 1
                 if owed < count:
                     replies.append(reply)
-                elif self.learning:
-                    self._learn(reply)
+                elif self.learning:  # the answer to the lifetime question `ensure` asked
+                    self.learning = False
+                    self.epoch = run_id(reply)
         except TimeoutError:
             if owed > MAX_OWED:
                 self.close()
