@@ -499,3 +499,47 @@ def test_a_commit_that_evicts_near_keys_returns_after_redis_sent_their_invalidat
     assert len(transport.fences) == 1 and SQLModelCache.cache_key(Note, 1) in transport.fences[0]
     SQLModelCache.evict(Note, 1)
     assert len(transport.fences) == 2
+
+
+def test_an_open_breaker_drops_the_near_cache(engine: sa.Engine, stats: CacheStats) -> None:
+    """While the breaker is open nothing of Redis's is trusted, its invalidations included:
+    every near entry goes, and reads come from the database until Redis answers again."""
+    seed(engine, Note(id=1, title="first", tags={}), Note(id=2, title="second", tags={}))
+    with redis_server() as server:
+        client = redis.Redis(port=server.port)
+        SQLModelCache.configure(transport=RedisSyncTransport(client, timeout=0.1, failure_threshold=1, cooldown=30))
+        warm(engine, stats)
+        server.process.send_signal(signal.SIGSTOP)
+        try:
+            assert title(engine, 2) == "second"  # its lookup times out: the breaker opens
+        finally:
+            server.process.send_signal(signal.SIGCONT)
+        assert SQLModelCache.stats().breaker_state == "open"
+        with Session(engine) as session:  # changed with no eviction at all: only the database knows
+            note = session.get(Note, 1)
+            assert note is not None
+            note.title = "behind the cache's back"
+            session.commit()
+        near_hits = stats.near_hits
+        assert title(engine) == "behind the cache's back"
+        assert stats.near_hits == near_hits
+        client.close()
+
+
+def test_a_transaction_reads_its_own_writes_past_a_near_entry(
+    engine: sa.Engine, real_redis: redis.Redis, stats: CacheStats
+) -> None:
+    """A bulk UPDATE of this session's open transaction changes the row behind the near entry:
+    the session's own get() reads it from the database, and the entry serves nobody after
+    the commit."""
+    SQLModelCache.configure(transport=RedisSyncTransport(real_redis))
+    seed(engine)
+    warm(engine, stats)
+    near_hits = stats.near_hits
+    with CachedSession(engine) as session:
+        session.execute(sa.update(Note).where(Note.id == 1).values(title="own write"))  # type: ignore[arg-type]
+        note = session.get(Note, 1)
+        assert note is not None and note.title == "own write"
+        assert stats.near_hits == near_hits
+        session.commit()
+    assert title(engine) == "own write"
